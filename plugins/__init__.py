@@ -1,0 +1,1 @@
+"""Built-in promptopt plugins. Each is registered through a ``promptopt`` entry point, like any third-party one."""

@@ -1,0 +1,241 @@
+"""The Python API behind the CLI: ``promptopt.run(...)`` and friends.
+
+    import promptopt
+    result = promptopt.run(method="manual", task="tiny-reviews", max_eval=100)
+    print(result.metrics["eval"]["accuracy"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import random
+import resource
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import config as cfg
+from .engine.model import DEFAULT_MODEL, LoadedModel, load_model
+from .engine.scoring import Scorer
+from .engine.train import TrainConfig
+from .errors import ConfigError, PromptoptError
+from .io import write_json, write_jsonl
+from .methods import OptimizeResult, RunContext
+from .plugins import get_optimizer, get_plugin_manager, get_task
+from .prompt import Prompt
+from .results import RunResult
+from .tasks import Example, TaskSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TASK = "tiny-reviews"
+
+
+@dataclass
+class RunOptions:
+    """Run-level settings (the ``promptopt run`` flags). Method options go in ``method_options``."""
+
+    method: str = field(default="manual", metadata={"help": "method id (see 'promptopt methods')"})
+    task: str = field(default=DEFAULT_TASK, metadata={"help": "task name or spec file"})
+    model: str | None = field(default=None, metadata={"help": "HF model id or local path; default: embedded SmolLM2"})
+    model_kind: str | None = field(default=None, metadata={"help": "causal or masked (default: detected)"})
+    seed: int = field(default=0, metadata={"help": "seed for sampling and training"})
+    output: str | None = field(default=None, metadata={"help": "run directory (default runs/TASK-METHOD-sSEED)"})
+    max_train: int | None = field(default=None, metadata={"help": "sample at most N training examples"})
+    shots: int | None = field(default=None, metadata={"help": "sample N training examples per class"})
+    max_eval: int | None = field(default=None, metadata={"help": "sample at most N examples of select and eval splits"})
+    select_split: str | None = field(default=None, metadata={"help": "split for choosing prompts: dev, train, or holdout:N (N held out of train); default dev, else holdout"})
+    eval_split: str | None = field(default=None, metadata={"help": "split reported at the end; default test, else dev"})
+    templates: list[str] = field(default_factory=list, metadata={"help": "templates (default: the task's)"})
+    batch_size: int = field(default=16, metadata={"help": "evaluation batch size"})
+    device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on GPU)"})
+    padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)"})
+    method_options: dict = field(default_factory=dict, metadata={"help": "method config values (-o KEY=VALUE)"})
+    train: dict = field(default_factory=dict, metadata={"help": "training loop options"})
+    resume: bool = field(default=False, metadata={"help": "continue an interrupted run in the same directory"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run in the same directory"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+def sample(examples: list[Example], n: int | None, seed: int, salt: str) -> list[Example]:
+    """A seeded subsample of at most ``n`` examples, in their original order."""
+    if n is None or n >= len(examples):
+        return list(examples)
+    rng = random.Random(f"{seed}:{salt}")
+    keep = sorted(rng.sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+def sample_shots(examples: list[Example], shots: int, seed: int) -> list[Example]:
+    """``shots`` examples per label (fewer where a label has fewer), seeded."""
+    rng = random.Random(f"{seed}:shots")
+    by_label: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_label.setdefault(ex.label, []).append(i)
+    keep = []
+    for idx in by_label.values():
+        keep.extend(rng.sample(idx, min(shots, len(idx))))
+    return [examples[i] for i in sorted(keep)]
+
+
+def prepare_data(task: TaskSpec, opts: RunOptions, needs_train: bool) -> tuple[dict[str, list[Example]], dict]:
+    """Load and sample the splits by role (train, select, eval); returns them and a description of the choice."""
+    available = task.available_splits
+    eval_split = opts.eval_split or ("test" if "test" in available else "dev")
+    select_split = opts.select_split or ("dev" if "dev" in available and eval_split != "dev" else "holdout:200")
+    if eval_split not in available:
+        raise ConfigError(f"eval split {eval_split!r} is not in task {task.name!r}; it has {available}")
+    data: dict[str, list[Example]] = {}
+    train: list[Example] = []
+    holdout = None
+    if select_split.startswith("holdout:"):
+        try:
+            holdout = int(select_split.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"select split {select_split!r}: use holdout:N with N an integer") from None
+    elif select_split not in available:
+        raise ConfigError(f"select split {select_split!r} is not in task {task.name!r}; it has {available} or holdout:N")
+    if needs_train or holdout is not None:
+        if "train" not in available:
+            raise ConfigError(f"task {task.name!r} has no train split; this run needs one")
+        train = task.load_split("train")
+    if holdout is not None:
+        rng = random.Random(f"{opts.seed}:holdout")
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        held = set(order[:holdout])
+        data["select"] = [ex for i, ex in enumerate(train) if i in held]
+        train = [ex for i, ex in enumerate(train) if i not in held]
+    else:
+        data["select"] = task.load_split(select_split)
+    if opts.shots:
+        train = sample_shots(train, opts.shots, opts.seed)
+    data["train"] = sample(train, opts.max_train, opts.seed, "train")
+    data["select"] = sample(data["select"], opts.max_eval, opts.seed, "select")
+    data["eval"] = sample(task.load_split(eval_split), opts.max_eval, opts.seed, "eval")
+    described = {"select": select_split, "eval": eval_split, **{k: len(v) for k, v in data.items()}}
+    return data, described
+
+
+def default_output(opts: RunOptions) -> Path:
+    task = Path(opts.task).stem if opts.task.endswith((".toml", ".json")) else opts.task
+    return Path("runs") / f"{task}-{opts.method}-s{opts.seed}"
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, **kwargs) -> RunResult:
+    """Run one method on one task and write the run directory. Keyword arguments set :class:`RunOptions` fields.
+
+    ``lm`` reuses an already loaded model (the leaderboard loads each model once).
+    """
+    opts = dataclasses.replace(opts or RunOptions(), **kwargs)
+    pm = pm or get_plugin_manager()
+    optimizer_cls = get_optimizer(opts.method, pm)
+    method_config = cfg.build(optimizer_cls.config_class, opts.method_options)
+    train_config = cfg.build(TrainConfig, opts.train)
+    task = get_task(opts.task, pm)
+    out = Path(opts.output) if opts.output else default_output(opts)
+    if (out / "result.json").exists() and not opts.resume:
+        if not opts.overwrite:
+            raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("history.jsonl",) if not opts.resume else ():
+        if (out / stale).exists():
+            (out / stale).unlink()
+
+    torch.manual_seed(opts.seed)
+    random.seed(opts.seed)
+    data, described = prepare_data(task, opts, optimizer_cls.needs_training_data)
+    lm = lm or load_model(opts.model, device=opts.device, dtype=opts.dtype, kind=opts.model_kind)
+    scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
+    templates = list(opts.templates) or list(task.templates)
+    resolved = {
+        "method": opts.method,
+        "method_config": cfg.to_dict(method_config),
+        "task": task.name,
+        "task_spec": str(task.path) if task.path else None,
+        "model": lm.name,
+        "model_kind": lm.kind.value,
+        "device": str(lm.device),
+        "dtype": str(lm.dtype).replace("torch.", ""),
+        "seed": opts.seed,
+        "data": described,
+        "templates": templates,
+        "train": cfg.to_dict(train_config),
+        "batch_size": opts.batch_size,
+        "padding_side": scorer.side,
+        "versions": {"torch": torch.__version__, "python": platform.python_version(), **_versions()},
+        "machine": platform.platform(),
+    }
+    write_json(out / "config.json", resolved)
+    ctx = RunContext(
+        method=opts.method, config=method_config, task=task, lm=lm, scorer=scorer, data=data, templates=templates,
+        seed=opts.seed, output_dir=out, train_config=train_config, hook=pm.hook, resume=opts.resume,
+        progress=opts.progress, options=resolved,
+    )  # fmt: skip
+    result = RunResult(method=opts.method, task=task.name, model=lm.name, seed=opts.seed, output_dir=str(out),
+                       config=resolved)  # fmt: skip
+    pm.hook.run_start(run=ctx)
+    try:
+        start = time.perf_counter()
+        found: OptimizeResult = optimizer_cls(method_config).optimize(ctx)
+        result.train_seconds = time.perf_counter() - start
+        prompt = found.prompt
+        prompt.meta.setdefault("method", opts.method)
+        prompt.meta.setdefault("model", lm.name)
+        prompt.meta.setdefault("task", task.name)
+        prompt.save(out / "prompt")
+        evaluation = ctx.evaluate(prompt, data["eval"], split="eval", progress="eval" if opts.progress else False)
+        result.metrics = {"eval": evaluation.metrics}
+        result.select_metrics = found.select_metrics
+        result.prompt_text = prompt.text(lm.tokenizer)
+        result.trainable_parameters = found.trainable_parameters
+        result.eval_seconds = evaluation.seconds
+        result.eval_examples_per_second = evaluation.examples_per_second
+        result.peak_memory_mb = _peak_memory_mb(lm.device)
+        write_json(out / "metrics.json", {"eval": evaluation.metrics, "select": found.select_metrics})
+        write_jsonl(out / "predictions.jsonl", ({"split": "eval", **row} for row in evaluation.predictions))
+    except Exception as e:
+        result.status = "failed"
+        result.error = f"{type(e).__name__}: {e}"
+        write_json(out / "error.json", {"error": result.error, "traceback": traceback.format_exc()})
+        pm.hook.run_end(run=ctx, result=result)
+        raise
+    write_json(out / "result.json", result.to_json())
+    pm.hook.run_end(run=ctx, result=result)
+    return result
+
+
+def _versions() -> dict:
+    import transformers
+
+    return {"transformers": transformers.__version__}
+
+
+def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
+                    max_eval: int | None = None, seed: int = 0, batch_size: int = 16, lm: LoadedModel | None = None,
+                    device: str | None = None, progress: bool = True):  # fmt: skip
+    """Re-score a saved prompt on a task split with the same engine; returns an EvalResult."""
+    prompt = Prompt.load(prompt_dir)
+    spec = get_task(task)
+    prompt.check_fields(spec.inputs)
+    lm = lm or load_model(model or prompt.meta.get("model"), device=device)
+    examples = sample(spec.load_split(split), max_eval, seed, "eval")
+    return Scorer(lm, spec, batch_size=batch_size).evaluate(prompt, examples, progress=split if progress else False)
+
+
+__all__ = ["DEFAULT_MODEL", "RunOptions", "evaluate_prompt", "run"]

@@ -1,0 +1,167 @@
+"""The ``promptopt`` command: thin click commands over :mod:`promptopt.api`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from . import config as cfg
+from .errors import PromptoptError
+from .prompt import decode_escapes
+
+
+class _Group(click.Group):
+    """Prints PromptoptError as one clear message (exit 2), never a traceback from deep inside torch."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PromptoptError as e:
+            click.secho(f"Error: {e}", fg="red", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="promptopt")
+@click.option("--plugins", "plugins", default=None, help="Comma-separated plugin names to load (default: all).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the engine decides.")
+def cli(plugins, verbose):
+    """Specialise a frozen language model to a task by optimising only its prompt."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if plugins is not None:
+        from .plugins import make_plugin_manager, reset_plugin_manager
+
+        reset_plugin_manager(make_plugin_manager(allow=plugins))
+
+
+def _train_options(func):
+    """One ``--flag`` per TrainConfig field, with its help text from the field's metadata."""
+    from .engine.train import TrainConfig
+
+    for name, type_name, default, help_text in reversed(cfg.field_help(TrainConfig)):
+        flag = "--" + name.replace("_", "-")
+        func = click.option(flag, f"train_{name}", default=None, help=f"[training] {help_text} (default {default})",
+                            metavar=type_name.upper())(func)  # fmt: skip
+    return func
+
+
+def _load_templates(template, templates_file):
+    out = [decode_escapes(t) for t in template]
+    if templates_file:
+        with open(templates_file, encoding="utf-8") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if line.strip() and not line.lstrip().startswith("#"):
+                    out.append(decode_escapes(line))
+    return out
+
+
+@cli.command()
+@click.option("-m", "--method", default="manual", show_default=True, help="Method id (see 'promptopt methods').")
+@click.option("--task", default="tiny-reviews", show_default=True, help="Task name (see 'promptopt tasks') or spec file.")
+@click.option("--model", default=None, help="HF model id or local path (default: embedded SmolLM2-135M-Instruct).")
+@click.option("--model-kind", type=click.Choice(["causal", "masked"]), default=None, help="Override detection.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--output", default=None, help="Run directory (default runs/TASK-METHOD-sSEED).")
+@click.option("--max-train", type=int, default=None, help="Sample at most N training examples.")
+@click.option("--shots", type=int, default=None, help="Sample N training examples per class.")
+@click.option("--max-eval", type=int, default=None, help="Sample at most N selection and evaluation examples.")
+@click.option("--select-split", default=None, help="dev, train, or holdout:N (default dev, else holdout:200).")
+@click.option("--eval-split", default=None, help="Split reported at the end (default test, else dev).")
+@click.option("-t", "--template", multiple=True, help="Template, e.g. 'Review: {sentence}\\nSentiment:{answer}'.")
+@click.option("--templates-file", type=click.Path(exists=True, dir_okay=False), help="One template per line.")
+@click.option("-o", "--option", "options", multiple=True, help="Method option KEY=VALUE (see 'promptopt methods').")
+@click.option("--eval-batch-size", "batch_size", default=16, show_default=True, type=int, help="Evaluation batch size.")
+@click.option("--device", default=None, help="cuda, mps or cpu (default: best available).")
+@click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32).")
+@click.option("--padding-side", type=click.Choice(["left", "right"]), default=None)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
+@click.option("--overwrite", is_flag=True, help="Replace a finished run in the same directory.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@_train_options
+def run(method, task, model, model_kind, seed, output, max_train, shots, max_eval, select_split, eval_split, template,
+        templates_file, options, batch_size, device, dtype, padding_side, resume, overwrite, no_progress, **train):  # fmt: skip
+    """Optimise a prompt for a task with one method, score it, and write a run directory."""
+    from .api import RunOptions
+    from .api import run as api_run
+
+    opts = RunOptions(
+        method=method, task=task, model=model, model_kind=model_kind, seed=seed, output=output, max_train=max_train,
+        shots=shots, max_eval=max_eval, select_split=select_split, eval_split=eval_split,
+        templates=_load_templates(template, templates_file), batch_size=batch_size, device=device, dtype=dtype,
+        padding_side=padding_side, method_options=cfg.parse_pairs(options),
+        train={k[len("train_"):]: v for k, v in train.items() if v is not None}, resume=resume, overwrite=overwrite,
+        progress=not no_progress,
+    )  # fmt: skip
+    result = api_run(opts)
+    metrics = result.metrics["eval"]
+    click.echo(f"prompt:    {result.prompt_text!r}")
+    if result.select_metrics:
+        click.echo(f"select:    {result.select_metrics.get('score', 0):.4f} on {result.config['data']['select']}")
+    shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    click.echo(f"eval:      {shown} on {metrics['n']} examples of {result.config['data']['eval']}")
+    click.echo(f"time:      optimise {result.train_seconds:.1f}s, evaluate {result.eval_seconds:.1f}s "
+               f"({result.eval_examples_per_second:.1f} ex/s)")  # fmt: skip
+    click.echo(f"written:   {result.output_dir}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def methods(as_json):
+    """List the registered methods, the plugin that registered each, and their options."""
+    from .plugins import optimizers
+
+    found = optimizers()
+    rows = []
+    for name, (cls, plugin) in sorted(found.items()):
+        rows.append({"method": name, "plugin": plugin, "description": cls.description,
+                     "options": [{"name": n, "type": t, "default": d, "help": h}
+                                 for n, t, d, h in cfg.field_help(cls.config_class)]})  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        click.echo(f"{row['method']}  (plugin: {row['plugin']})\n    {row['description']}")
+        for opt in row["options"]:
+            click.echo(f"    -o {opt['name']}=<{opt['type']}>  {opt['help']} (default {opt['default']!r})")
+
+
+@cli.command()
+def tasks():
+    """List the registered tasks."""
+    from .plugins import tasks as registered
+
+    for name, spec in sorted(registered().items()):
+        click.echo(f"{name:<16} {spec.kind.value:<15} {spec.description}")
+
+
+@cli.command("eval")
+@click.option("--prompt", "prompt_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--task", required=True)
+@click.option("--split", default="dev", show_default=True)
+@click.option("--model", default=None, help="Default: the model the prompt was made for.")
+@click.option("--max-eval", type=int, default=None)
+@click.option("--batch-size", default=16, show_default=True, type=int)
+@click.option("--device", default=None)
+def eval_cmd(prompt_dir, task, split, model, max_eval, batch_size, device):
+    """Re-score a saved prompt on a task split."""
+    from .api import evaluate_prompt
+
+    result = evaluate_prompt(prompt_dir, task, split=split, model=model, max_eval=max_eval, batch_size=batch_size,
+                             device=device)  # fmt: skip
+    click.echo(json.dumps({k: v for k, v in result.metrics.items()}, indent=2))
+
+
+def _register_plugin_commands():
+    from .plugins import get_plugin_manager
+
+    try:
+        get_plugin_manager().hook.register_commands(cli=cli)
+    except PromptoptError as e:  # a broken plugin must not take the whole CLI down
+        click.secho(f"Warning: {e}", fg="yellow", err=True)
+
+
+_register_plugin_commands()

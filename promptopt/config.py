@@ -1,0 +1,114 @@
+"""Dataclass configs: parse ``key=value`` options into them, and build help text from their field metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import typing
+from typing import Any
+
+from .errors import ConfigError
+
+
+def field_help(cls) -> list[tuple[str, str, Any, str]]:
+    """(name, type name, default, help) for each field of a config dataclass."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # fmt: skip
+        if isinstance(default, enum.Enum):
+            default = default.value
+        out.append((f.name, _type_name(hints[f.name]), default, f.metadata.get("help", "")))
+    return out
+
+
+def _type_name(tp) -> str:
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "|".join(m.value for m in tp)
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def convert(cls, name: str, raw: Any):
+    """Convert one raw (string or JSON) value to the type of field ``name``; ConfigError names the field."""
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        raise ConfigError(f"{cls.__name__} has no option {name!r}; options: {[f.name for f in dataclasses.fields(cls)]}")
+    return _convert(hints[name], raw, f"{cls.__name__}.{name}")
+
+
+def _convert(tp, raw, where):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, raw, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {raw!r}")
+    if origin in (list, tuple):
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        inner = args[0] if args else str
+        return [_convert(inner, x.strip() if isinstance(x, str) else x, where) for x in items if x != ""]
+    if origin is dict:
+        if isinstance(raw, dict):
+            return raw
+        raise ConfigError(f"{where}: expected a table, got {raw!r}")
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: {raw!r} is not one of {[m.value for m in tp]}") from None
+    if tp is bool:
+        if isinstance(raw, bool):
+            return raw
+        s = str(raw).lower()
+        if s in ("1", "true", "yes", "on"):
+            return True
+        if s in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: {raw!r} is not a boolean (true/false)")
+    if tp in (int, float):
+        try:
+            return tp(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {raw!r} is not a{'n' if tp is int else ''} {tp.__name__}") from None
+    if tp is str:
+        return str(raw)
+    return raw
+
+
+def build(cls, options: dict[str, Any] | None = None):
+    """Instantiate ``cls`` from raw options; unknown keys and bad values raise ConfigError."""
+    kwargs = {k.replace("-", "_"): convert(cls, k.replace("-", "_"), v) for k, v in (options or {}).items()}
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{cls.__name__}: {e}") from None
+
+
+def parse_pairs(pairs) -> dict[str, str]:
+    """``["lr=0.1", "init=text"]`` -> dict; a pair without ``=`` is an error."""
+    out = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise ConfigError(f"option {pair!r} must be KEY=VALUE")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def to_dict(config) -> dict:
+    return {
+        f.name: (getattr(config, f.name).value if isinstance(getattr(config, f.name), enum.Enum) else getattr(config, f.name))
+        for f in dataclasses.fields(config)
+    }

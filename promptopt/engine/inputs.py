@@ -1,0 +1,254 @@
+"""Turn (prompt, example) into model inputs.
+
+Text and input fields that stand next to each other are tokenized together, as one string, so a text-only prompt
+gives exactly the tokens the tokenizer gives for the filled-in text. SOFT segments (and TOKENS segments whose
+vectors are supplied, e.g. for gradients) become rows of ``inputs_embeds``; the rest are token ids.
+
+Where the answer is read:
+
+* causal LM: the logits at the last token before ``{answer}`` predict the answer's first token; a multi-token answer
+  is appended as a continuation and read one position at a time. Text after ``{answer}`` is dropped.
+* masked LM: ``{answer}`` becomes ``answer_len`` mask tokens, read where they are; text after it stays.
+
+The space before the answer belongs to the answer (as in lm-evaluation-harness): trailing spaces of the text before
+``{answer}`` are removed from the context and the answer is tokenized as ``" " + word``, except after a newline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import PromptoptError
+from ..prompt import Prompt, SegmentKind
+from .model import LoadedModel, ModelKind
+
+
+@dataclass
+class SoftLayout:
+    """Where each vector segment's rows sit in one flat table of shape ``(rows, hidden)``."""
+
+    offsets: dict[str, int]
+    table: torch.Tensor | None
+
+    @classmethod
+    def build(cls, prompt: Prompt, override: dict[str, torch.Tensor] | None = None) -> "SoftLayout":
+        override = override or {}
+        offsets: dict[str, int] = {}
+        parts = []
+        row = 0
+        for seg in prompt.segments:
+            if seg.kind == SegmentKind.SOFT or (seg.kind == SegmentKind.TOKENS and seg.name in override):
+                value = override.get(seg.name)
+                if value is None:
+                    value = prompt.soft.get(seg.name)
+                if value is None:
+                    raise PromptoptError(
+                        f"soft segment {seg.name!r} has no values: train it (e.g. --method soft) or load a prompt"
+                    )
+                if value.shape[0] != seg.n:
+                    raise PromptoptError(f"soft segment {seg.name!r} holds {seg.n} vectors, got {tuple(value.shape)}")
+                offsets[seg.name] = row
+                parts.append(value)
+                row += seg.n
+        return cls(offsets, torch.cat(parts, dim=0) if parts else None)
+
+
+@dataclass
+class Encoded:
+    """One model input: token ids (placeholders where vectors go), vector rows, and positions to read."""
+
+    ids: list[int]
+    soft: list[tuple[int, int]]  # (position, row of the SoftLayout table)
+    read: list[int]  # positions whose output logits are read
+    shared: int  # leading positions identical for every example of this prompt (for key/value reuse)
+
+
+class Encoder:
+    def __init__(self, lm: LoadedModel, max_length: int | None = None):
+        self.lm = lm
+        tok = lm.tokenizer
+        self.tokenizer = tok
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+        model_max = getattr(lm.model.config, "max_position_embeddings", None) or 2048
+        self.max_length = min(max_length or model_max, model_max)
+        self.bos, self.eos = _special_affixes(tok)
+        if lm.kind == ModelKind.CAUSAL:
+            self.eos = []  # nothing after the answer is seen by a causal LM
+        self._cache: dict[str, list[int]] = {}
+
+    def tokens(self, text: str) -> list[int]:
+        ids = self._cache.get(text)
+        if ids is None:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(self._cache) < 100_000:
+                self._cache[text] = ids
+        return ids
+
+    @staticmethod
+    def answer_prefix(prompt: Prompt) -> str:
+        """The text the answer is tokenized with in front: a space, or nothing after a newline."""
+        segs = prompt.segments
+        i = next(i for i, s in enumerate(segs) if s.kind == SegmentKind.ANSWER)
+        if i > 0 and segs[i - 1].kind == SegmentKind.TEXT:
+            stripped = segs[i - 1].text.rstrip(" ")
+            if stripped.endswith(("\n", "\t")):
+                return ""
+        return " "
+
+    def answer_ids(self, prompt: Prompt, word: str) -> list[int]:
+        ids = self.tokens(self.answer_prefix(prompt) + word)
+        if not ids:
+            raise PromptoptError(f"answer word {word!r} tokenizes to nothing")
+        return ids
+
+    def encode(
+        self,
+        prompt: Prompt,
+        inputs: dict[str, str],
+        layout: SoftLayout,
+        answer_len: int = 1,
+        continuation: list[int] | tuple = (),
+    ) -> Encoded:
+        """Encode one example, truncating its longest input field if the whole would exceed ``max_length``."""
+        inputs = dict(inputs)
+        for _ in range(8):
+            enc = self._encode(prompt, inputs, layout, answer_len, continuation)
+            overflow = len(enc.ids) - self.max_length
+            if overflow <= 0:
+                return enc
+            longest = max(prompt.fields or [None], key=lambda f: len(inputs.get(f, "")) if f else 0)
+            if longest is None:
+                break
+            toks = self.tokens(inputs[longest])
+            keep = max(0, len(toks) - overflow - 1)
+            if keep == 0 and not toks:
+                break
+            inputs[longest] = self.tokenizer.decode(toks[:keep])
+        raise PromptoptError(f"prompt is longer than the model's {self.max_length} positions even with empty inputs")
+
+    def _encode(self, prompt, inputs, layout, answer_len, continuation) -> Encoded:
+        ids: list[int] = list(self.bos)
+        soft: list[tuple[int, int]] = []
+        read: list[int] = []
+        shared: int | None = None
+        run: list[str] = []
+        run_has_field = False
+        causal = self.lm.kind == ModelKind.CAUSAL
+
+        def flush(strip_trailing=False):
+            nonlocal run_has_field, shared
+            if run:
+                text = "".join(run)
+                if strip_trailing:
+                    text = text.rstrip(" ")
+                if run_has_field and shared is None:
+                    shared = len(ids)
+                ids.extend(self.tokens(text))
+                run.clear()
+            run_has_field = False
+
+        for seg in prompt.segments:
+            kind = seg.kind
+            if kind == SegmentKind.TEXT:
+                run.append(seg.text)
+            elif kind == SegmentKind.FIELD:
+                try:
+                    run.append(inputs[seg.field])
+                except KeyError:
+                    raise PromptoptError(f"the prompt uses {{{seg.field}}} but the example has {sorted(inputs)}") from None
+                run_has_field = True
+            elif kind == SegmentKind.ANSWER:
+                flush(strip_trailing=True)
+                if causal:
+                    if not ids:
+                        raise PromptoptError("a causal LM needs some context before {answer}")
+                    start = len(ids) - 1
+                    ids.extend(continuation[:-1])
+                    read.extend(range(start, start + max(1, len(continuation))))
+                    break
+                read.extend(range(len(ids), len(ids) + answer_len))
+                ids.extend([self.tokenizer.mask_token_id] * answer_len)
+            elif kind == SegmentKind.TOKENS and seg.name not in layout.offsets:
+                flush()
+                if seg.ids is None:
+                    raise PromptoptError(
+                        f"token segment {seg.name!r} has no token ids: run a search method (e.g. --method autoprompt)"
+                    )
+                ids.extend(seg.ids)
+            else:  # SOFT, or TOKENS given as vectors
+                flush()
+                base = layout.offsets[seg.name]
+                for k in range(seg.n):
+                    soft.append((len(ids), base + k))
+                    ids.append(self.pad_id)
+        flush()
+        ids.extend(self.eos)
+        return Encoded(ids=ids, soft=soft, read=read, shared=len(ids) if shared is None else shared)
+
+
+def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text (BOS/CLS, EOS/SEP), found empirically."""
+    plain = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    full = tokenizer("hello", add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return list(full[:i]), list(full[i + len(plain) :])
+    return [], []
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L)
+    attention_mask: torch.Tensor  # (B, L)
+    position_ids: torch.Tensor  # (B, L)
+    soft_index: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # batch idx, position, table row
+    read: torch.Tensor  # (B, R) positions to read
+
+
+def position_offset(lm: LoadedModel) -> int:
+    """RoBERTa-family models number positions from ``pad_token_id + 1``; everyone else from 0."""
+    model_type = getattr(lm.model.config, "model_type", "")
+    if "roberta" in model_type or model_type in ("camembert", "longformer", "xmod", "data2vec-text"):
+        return (lm.model.config.pad_token_id or 0) + 1
+    return 0
+
+
+def collate(
+    encs: list[Encoded], pad_id: int, side: str, device, start: int = 0, offset: int = 0
+) -> Batch:
+    """Pad encoded examples (from position ``start`` on) to one batch; position ids continue from ``start``."""
+    lengths = [len(e.ids) - start for e in encs]
+    width = max(lengths)
+    n_read = len(encs[0].read)
+    if any(len(e.read) != n_read for e in encs):
+        raise ValueError("every example of a batch must read the same number of positions")
+    ids = torch.full((len(encs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encs), width), dtype=torch.long)
+    read = torch.empty((len(encs), n_read), dtype=torch.long)
+    sb, sp, sr = [], [], []
+    for b, (e, n) in enumerate(zip(encs, lengths)):
+        shift = width - n if side == "left" else 0
+        ids[b, shift : shift + n] = torch.tensor(e.ids[start:], dtype=torch.long)
+        mask[b, shift : shift + n] = 1
+        read[b] = torch.tensor([r - start + shift for r in e.read], dtype=torch.long)
+        for pos, row in e.soft:
+            if pos >= start:
+                sb.append(b)
+                sp.append(pos - start + shift)
+                sr.append(row)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0) + start + offset
+    soft_index = None
+    if sb:
+        soft_index = tuple(torch.tensor(x, dtype=torch.long, device=device) for x in (sb, sp, sr))
+    return Batch(ids.to(device), mask.to(device), positions.to(device), soft_index, read.to(device))
+
+
+def embed(lm: LoadedModel, batch: Batch, table: torch.Tensor | None) -> torch.Tensor:
+    """``inputs_embeds`` for a batch: token embeddings with the soft rows written in (gradients reach ``table``)."""
+    emb = lm.embeddings(batch.input_ids)
+    if batch.soft_index is not None:
+        b, p, r = batch.soft_index
+        emb = emb.index_put((b, p), table[r].to(emb.dtype))
+    return emb

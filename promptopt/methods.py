@@ -1,0 +1,103 @@
+"""What a method (prompt optimizer) is, and what it gets to work with.
+
+A method subclasses :class:`PromptOptimizer`, sets ``name`` and ``config_class`` (a dataclass whose fields carry
+``metadata={"help": ...}``) and implements :meth:`PromptOptimizer.optimize`, which returns the prompt it found.
+Every method is scored afterwards by the same engine, on the same data, so results compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .engine.model import LoadedModel
+from .engine.scoring import EvalResult, Scorer
+from .engine.train import TrainConfig
+from .prompt import Prompt
+from .tasks import Example, TaskSpec
+
+
+@dataclass
+class NoConfig:
+    """A method without options."""
+
+
+@dataclass
+class OptimizeResult:
+    """What :meth:`PromptOptimizer.optimize` returns.
+
+    ``prompt`` is the final prompt (soft values included); ``select_metrics`` its metrics on the selection split if
+    the method computed them; ``trainable_parameters`` the number of values the method optimised.
+    """
+
+    prompt: Prompt
+    trainable_parameters: int = 0
+    select_metrics: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """Everything a method needs: the model, the task, the data splits, the scorer and the run's settings.
+
+    ``data`` holds the examples by role: ``train`` (to optimise on), ``select`` (to choose between prompts) and
+    ``eval`` (reported at the end, never shown to the method by the engine).
+    """
+
+    method: str
+    config: Any
+    task: TaskSpec
+    lm: LoadedModel
+    scorer: Scorer
+    data: dict[str, list[Example]]
+    templates: list[str]
+    seed: int
+    output_dir: Path
+    train_config: TrainConfig
+    hook: Any
+    resume: bool = False
+    progress: bool = True
+    options: dict = field(default_factory=dict)
+
+    @property
+    def train(self) -> list[Example]:
+        return self.data.get("train", [])
+
+    @property
+    def select(self) -> list[Example]:
+        return self.data.get("select", [])
+
+    def evaluate(self, prompt: Prompt, examples: list[Example] | None = None, step: int | None = None,
+                 split: str = "select", progress: bool | str = False) -> EvalResult:  # fmt: skip
+        """Score ``prompt`` (default: on the selection split) and tell the ``evaluation`` hook."""
+        result = self.scorer.evaluate(prompt, self.select if examples is None else examples, progress=progress)
+        self.hook.evaluation(run=self, step=step, split=split, metrics=_flat(result.metrics))
+        return result
+
+    def log(self, record: dict) -> None:
+        """Append one record (a dict) to the run's ``history.jsonl``: the method's own trace."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / "history.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+
+
+def _flat(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+class PromptOptimizer:
+    """Base class of every method. Subclasses set ``name`` and ``config_class`` and implement ``optimize``."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    config_class: ClassVar[type] = NoConfig
+    #: whether the method optimises on the train split (the manual method only selects)
+    needs_training_data: ClassVar[bool] = False
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else self.config_class()
+
+    def optimize(self, run: RunContext) -> OptimizeResult:
+        raise NotImplementedError

@@ -1,0 +1,379 @@
+"""Task specs and data loading.
+
+A task spec is a TOML (or JSON) file; the README documents every key. Paths in a spec may use ``{data_root}``
+(the shared data folder: ``PROMPTOPT_DATA``, else ``../shared/datasets`` found beside the working directory or the
+checkout) and ``{spec_dir}`` (the folder holding the spec). Every error names the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import json
+import os
+import random
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError, PromptoptError, TemplateError
+from .prompt import parse_template
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class TaskKind(str, enum.Enum):
+    CLASSIFICATION = "classification"
+    FACT_RETRIEVAL = "fact_retrieval"
+
+
+class Metric(str, enum.Enum):
+    ACCURACY = "accuracy"
+    MACRO_F1 = "macro_f1"
+    P_AT_1 = "p_at_1"
+
+
+SPLITS = ("train", "dev", "test")
+FORMATS = ("jsonl", "json", "csv", "tsv")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled example: its input fields, its label (a string) and where it came from (``file:line``)."""
+
+    inputs: dict[str, str]
+    label: str
+    source: str = ""
+
+
+@dataclass
+class SplitSource:
+    path: str | None = None
+    format: str | None = None
+    columns: list[str] | None = None
+    rename: dict[str, str] = field(default_factory=dict)
+    hub: str | None = None
+    hub_config: str | None = None
+    hub_split: str | None = None
+
+
+@dataclass
+class TaskSpec:
+    """A parsed task spec. Use :func:`load_task` to read one from a file or by registered name."""
+
+    name: str
+    kind: TaskKind
+    inputs: list[str]
+    label: str
+    label_words: dict[str, list[str]]
+    templates: list[str]
+    metric: Metric
+    splits: dict[str, SplitSource]
+    path: Path | None = None
+    description: str = ""
+    split_from: dict[str, Any] | None = None
+    label_names: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.label_words)
+
+    @property
+    def available_splits(self) -> list[str]:
+        if self.split_from:
+            return [s for s in SPLITS if s in self.split_from.get("fractions", {})]
+        return [s for s in SPLITS if s in self.splits]
+
+    def load_split(self, split: str, data_root: str | Path | None = None) -> list[Example]:
+        """Read one split (``train``, ``dev`` or ``test``) into examples, checking every row."""
+        if self.split_from:
+            return self._split_from(split, data_root)
+        if split not in self.splits:
+            raise PromptoptError(f"task {self.name!r} has no {split!r} split; it has {self.available_splits}")
+        return self._read_source(self.splits[split], f"splits.{split}", data_root)
+
+    def _split_from(self, split: str, data_root) -> list[Example]:
+        conf = self.split_from
+        fractions = conf.get("fractions", {})
+        if split not in fractions:
+            raise PromptoptError(f"task {self.name!r} has no {split!r} split; it has {self.available_splits}")
+        rows = self._read_source(_source_from_dict(conf, self.path, "split_from"), "split_from", data_root)
+        order = list(range(len(rows)))
+        random.Random(int(conf.get("seed", 0))).shuffle(order)
+        start = 0
+        for name in SPLITS:
+            if name not in fractions:
+                continue
+            count = round(float(fractions[name]) * len(rows))
+            if name == split:
+                return [rows[i] for i in sorted(order[start : start + count])]
+            start += count
+        raise AssertionError("unreachable")
+
+    def _read_source(self, source: SplitSource, where: str, data_root) -> list[Example]:
+        path = _expand(source.path, self.path, data_root) if source.path else None
+        if path is not None and path.exists():
+            rows = _read_rows(path, source)
+        elif source.hub:
+            rows = _read_hub(source)
+            path = Path(f"hub:{source.hub}")
+        else:
+            hint = ""
+            if source.path and "{data_root}" in source.path:
+                hint = " Set PROMPTOPT_DATA to the folder that holds the shared data sets."
+            if source.hub is None:
+                hint += " (The spec names no 'hub' data set to fall back on.)"
+            raise DataError(self.path or self.name, f"data file {path} does not exist.{hint}", field=f"{where}.path")
+        return [self._example(row, path, line, source) for line, row in rows]
+
+    def _example(self, row: dict, path: Path, line: int, source: SplitSource) -> Example:
+        for old, new in source.rename.items():
+            if old in row:
+                row[new] = row.pop(old)
+        inputs = {}
+        for name in self.inputs:
+            value = row.get(name)
+            if value is None:
+                raise DataError(path, f"missing input field; the row has {sorted(row)}", line=line, field=name)
+            if not isinstance(value, str):
+                value = str(value)
+            inputs[name] = value.strip()
+        if self.label not in row or row[self.label] is None:
+            raise DataError(path, f"missing label field; the row has {sorted(row)}", line=line, field=self.label)
+        label = row[self.label]
+        label = str(label).strip() if not isinstance(label, bool) else str(label).lower()
+        if self.kind == TaskKind.CLASSIFICATION and label not in self.label_words:
+            raise DataError(
+                path, f"label {label!r} is not one of {self.labels} (the spec's label_words)", line=line, field=self.label
+            )
+        if not label:
+            raise DataError(path, "empty label", line=line, field=self.label)
+        return Example(inputs=inputs, label=label, source=f"{path.name}:{line}")
+
+
+def data_root() -> Path | None:
+    """Where ``{data_root}`` points: ``$PROMPTOPT_DATA``, else the first ``shared/datasets`` found nearby."""
+    env = os.environ.get("PROMPTOPT_DATA")
+    if env:
+        return Path(env).expanduser()
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        candidate = base.parent / "shared" / "datasets"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _expand(template: str, spec_path: Path | None, root) -> Path:
+    root = Path(root) if root is not None else data_root()
+    spec_dir = spec_path.parent if spec_path else Path.cwd()
+    if "{data_root}" in template and root is None:
+        root = Path("<data_root unset>")
+    return Path(template.replace("{data_root}", str(root)).replace("{spec_dir}", str(spec_dir))).expanduser()
+
+
+# -- reading rows ----------------------------------------------------------------------------------------------
+
+
+def _read_rows(path: Path, source: SplitSource) -> list[tuple[int, dict]]:
+    fmt = source.format or path.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise DataError(path, f"unknown data format {fmt!r}; use one of {list(FORMATS)} (field 'format')")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataError(path, f"not UTF-8 text ({e.reason})", line=line) from None
+    if fmt == "jsonl":
+        rows = []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, f"not valid JSON: {e.msg} (column {e.colno})", line=i) from None
+            if not isinstance(obj, dict):
+                raise DataError(path, f"each line must be a JSON object, got {type(obj).__name__}", line=i)
+            rows.append((i, obj))
+        return rows
+    if fmt == "json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"not valid JSON: {e.msg}", line=e.lineno) from None
+        if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+            raise DataError(path, "a .json data file must hold a list of objects")
+        return [(i + 1, r) for i, r in enumerate(obj)]
+    delimiter = "\t" if fmt == "tsv" else ","
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    reader = csv.reader(text.splitlines(), delimiter=delimiter, quoting=quoting)
+    rows = []
+    header = source.columns
+    for record in reader:
+        line = reader.line_num
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue
+        if header is None:
+            header = [h.strip() for h in record]
+            continue
+        if len(record) != len(header):
+            raise DataError(path, f"{len(record)} columns where the header has {len(header)} ({header})", line=line)
+        rows.append((line, dict(zip(header, record))))
+    return rows
+
+
+def _read_hub(source: SplitSource) -> list[tuple[int, dict]]:
+    try:
+        import datasets  # type: ignore
+    except ImportError:
+        raise PromptoptError(
+            f"the local file is missing and reading the Hub data set {source.hub!r} needs the 'datasets' package: "
+            "pip install 'promptopt[hub]'"
+        ) from None
+    ds = datasets.load_dataset(source.hub, source.hub_config, split=source.hub_split or "train")
+    return [(i + 1, dict(row)) for i, row in enumerate(ds)]
+
+
+# -- reading specs ---------------------------------------------------------------------------------------------
+
+
+def _line_of(text: str, key: str) -> int | None:
+    m = re.search(rf"^\s*\"?{re.escape(key)}\"?\s*[=:]", text, flags=re.M)
+    return text[: m.start()].count("\n") + 1 if m else None
+
+
+def _source_from_dict(obj: dict, spec_path, where: str) -> SplitSource:
+    allowed = {"path", "format", "columns", "rename", "hub", "hub_config", "hub_split", "fractions", "seed"}
+    unknown = set(obj) - allowed
+    if unknown:
+        raise DataError(spec_path, f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}", field=where)
+    if not obj.get("path") and not obj.get("hub"):
+        raise DataError(spec_path, "needs 'path' (a local file) or 'hub' (a Hugging Face data set id)", field=where)
+    fmt = obj.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise DataError(spec_path, f"format {fmt!r} is not one of {list(FORMATS)}", field=f"{where}.format")
+    return SplitSource(
+        path=obj.get("path"),
+        format=fmt,
+        columns=obj.get("columns"),
+        rename=dict(obj.get("rename") or {}),
+        hub=obj.get("hub"),
+        hub_config=obj.get("hub_config"),
+        hub_split=obj.get("hub_split"),
+    )
+
+
+def parse_task_spec(path: str | Path) -> TaskSpec:
+    """Read and check a task spec file (``.toml`` or ``.json``)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "task spec file does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            obj = json.loads(text)
+        else:
+            obj = tomllib.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"not valid JSON: {e.msg}", line=e.lineno) from None
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise DataError(path, f"not valid TOML: {e}", line=int(m.group(1)) if m else None) from None
+    if not isinstance(obj, dict):
+        raise DataError(path, "a task spec must be a table/object")
+
+    def fail(key, message):
+        raise DataError(path, message, line=_line_of(text, key.split(".")[-1]), field=key)
+
+    allowed = {
+        "name", "kind", "description", "inputs", "label", "label_words", "label_names", "templates", "metric",
+        "splits", "split_from",
+    }  # fmt: skip
+    for key in obj:
+        if key not in allowed:
+            fail(key, f"unknown key; allowed keys: {sorted(allowed)}")
+    for key in ("name", "inputs", "templates"):
+        if key not in obj:
+            raise DataError(path, f"missing required key {key!r}", field=key)
+    name = obj["name"]
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        fail("name", "must be letters, digits, '_', '-' or '.'")
+    try:
+        kind = TaskKind(obj.get("kind", "classification"))
+    except ValueError:
+        fail("kind", f"{obj.get('kind')!r} is not one of {[k.value for k in TaskKind]}")
+    inputs = obj["inputs"]
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        fail("inputs", "must be a non-empty list of field names")
+    label = obj.get("label", "label")
+    label_words: dict[str, list[str]] = {}
+    raw_words = obj.get("label_words")
+    if kind == TaskKind.CLASSIFICATION:
+        if not isinstance(raw_words, dict) or len(raw_words) < 2:
+            fail("label_words", "a classification task needs a table of at least two labels -> word(s)")
+        for lab, words in raw_words.items():
+            words = [words] if isinstance(words, str) else words
+            if not isinstance(words, list) or not words or not all(isinstance(w, str) and w.strip() for w in words):
+                fail(f"label_words.{lab}", "must be a non-empty word or list of non-empty words")
+            label_words[str(lab)] = [w.strip() for w in words]
+    elif raw_words:
+        fail("label_words", "a fact_retrieval task answers with any vocabulary token; it takes no label_words")
+    templates = obj["templates"]
+    if isinstance(templates, str):
+        templates = [templates]
+    if not isinstance(templates, list) or not templates:
+        fail("templates", "must be a non-empty list of template strings")
+    for t in templates:
+        try:
+            segs = parse_template(t)
+        except TemplateError as e:
+            fail("templates", str(e))
+        for s in segs:
+            if s.kind.value == "field" and s.field not in inputs:
+                fail("templates", f"template {t!r} uses {{{s.field}}}, which is not in inputs {inputs}")
+    default_metric = "p_at_1" if kind == TaskKind.FACT_RETRIEVAL else "accuracy"
+    try:
+        metric = Metric(obj.get("metric", default_metric))
+    except ValueError:
+        fail("metric", f"{obj.get('metric')!r} is not one of {[m.value for m in Metric]}")
+    splits: dict[str, SplitSource] = {}
+    split_from = obj.get("split_from")
+    raw_splits = obj.get("splits") or {}
+    if not isinstance(raw_splits, dict):
+        fail("splits", "must be a table of split name -> source")
+    for split, conf in raw_splits.items():
+        if split not in SPLITS:
+            fail(f"splits.{split}", f"unknown split; use {list(SPLITS)}")
+        if not isinstance(conf, dict):
+            fail(f"splits.{split}", "must be a table with 'path' and/or 'hub'")
+        splits[split] = _source_from_dict(conf, path, f"splits.{split}")
+    if split_from is not None:
+        if raw_splits:
+            fail("split_from", "give either 'splits' or 'split_from', not both")
+        _source_from_dict(split_from, path, "split_from")
+        fractions = split_from.get("fractions")
+        if not isinstance(fractions, dict) or not set(fractions) <= set(SPLITS):
+            fail("split_from", f"needs 'fractions', a table of {list(SPLITS)} -> fraction")
+        if abs(sum(float(v) for v in fractions.values()) - 1.0) > 1e-6 and sum(float(v) for v in fractions.values()) > 1:
+            fail("split_from", "fractions add up to more than 1")
+    if not splits and split_from is None:
+        raise DataError(path, "needs 'splits' (train/dev/test sources) or 'split_from'", field="splits")
+    return TaskSpec(
+        name=name,
+        kind=kind,
+        inputs=inputs,
+        label=label,
+        label_words=label_words,
+        templates=templates,
+        metric=metric,
+        splits=splits,
+        path=path,
+        description=obj.get("description", ""),
+        split_from=split_from,
+        label_names={str(k): str(v) for k, v in (obj.get("label_names") or {}).items()},
+    )
