@@ -1,0 +1,106 @@
+"""Shared fixtures: tiny causal and masked LMs built from configs (offline, seconds), with tokenizers trained here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_REVIEWS = REPO / "datasets" / "tiny_reviews"
+SHARED = Path(os.environ.get("PROMPTOPT_DATA", REPO.parent / "shared" / "datasets"))
+
+CORPUS = [
+    line["text"] for split in ("train", "dev", "test")
+    for line in map(json.loads, (TINY_REVIEWS / f"{split}.jsonl").read_text().splitlines())
+] + ["Review: Sentiment: positive negative great terrible yes no true false It was Answer: Question:"] * 20  # fmt: skip
+
+
+def _byte_bpe_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<pad>",
+                                   bos_token="<|endoftext|>")  # fmt: skip
+
+
+def _wordpiece_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.train_from_iterator(CORPUS, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")  # fmt: skip
+
+
+def _save_tiny(kind: str, directory: Path) -> Path:
+    from transformers import BertConfig, BertForMaskedLM, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "causal":
+        tok = _byte_bpe_tokenizer()
+        config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                             pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             tie_word_embeddings=False)  # fmt: skip
+        model = LlamaForCausalLM(config)
+    else:
+        tok = _wordpiece_tokenizer()
+        config = BertConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, max_position_embeddings=256, pad_token_id=tok.pad_token_id)  # fmt: skip
+        model = BertForMaskedLM(config)
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Local directories holding a tiny Llama (causal) and a tiny BERT (masked), loadable by path like any HF model."""
+    root = tmp_path_factory.mktemp("models")
+    return {kind: _save_tiny(kind, root / kind) for kind in ("causal", "masked")}
+
+
+@pytest.fixture(scope="session")
+def tiny_lms(tiny_model_dirs):
+    from promptopt.engine import load_model
+
+    return {kind: load_model(str(path), device="cpu") for kind, path in tiny_model_dirs.items()}
+
+
+@pytest.fixture(params=["causal", "masked"])
+def tiny_lm(request, tiny_lms):
+    return tiny_lms[request.param]
+
+
+@pytest.fixture(scope="session")
+def reviews_task():
+    from promptopt.plugins import get_task
+
+    return get_task(str(TINY_REVIEWS / "task.toml"))
+
+
+def needs_shared(*parts: str) -> Path:
+    """The path of a shared data set, or skip the test with the reason."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data set {path} is not present (set PROMPTOPT_DATA)")
+    return path
