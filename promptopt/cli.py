@@ -165,3 +165,113 @@ def _register_plugin_commands():
 
 
 _register_plugin_commands()
+
+
+# -- leaderboards, reports, inspection -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--methods", default="all", show_default=True, help="Comma-separated method ids, or 'all' (every registered method).")
+@click.option("--tasks", default="tiny-reviews", show_default=True, help="Comma-separated task names or spec files.")
+@click.option("--seeds", default="3", show_default=True, help="N (seeds 0..N-1) or a comma-separated list of seeds.")
+@click.option("--models", default=None, help="Comma-separated model ids or paths (default: the embedded default model).")
+@click.option("--model-kind", type=click.Choice(["causal", "masked"]), default=None, help="Override detection.")
+@click.option("--output", required=True, help="Suite directory: runs go to OUTPUT/MODEL/TASK/METHOD/seedK.")
+@click.option("--collect", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A directory of runs made by 'promptopt run' to include in the report (repeatable).")
+@click.option("--max-train", type=int, default=None, help="Sample at most N training examples.")
+@click.option("--shots", type=int, default=None, help="Sample N training examples per class.")
+@click.option("--max-eval", type=int, default=None, help="Sample at most N selection and evaluation examples.")
+@click.option("--select-split", default=None, help="dev, train, or holdout:N (default dev, else holdout:200).")
+@click.option("--eval-split", default=None, help="Split reported at the end (default test, else dev).")
+@click.option("-o", "--option", "options", multiple=True,
+              help="Method option KEY=VALUE (every method that has KEY) or METHOD.KEY=VALUE.")
+@click.option("--eval-batch-size", "batch_size", default=16, show_default=True, type=int, help="Evaluation batch size.")
+@click.option("--device", default=None, help="cuda, mps or cpu (default: best available).")
+@click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32).")
+@click.option("--title", default="promptopt leaderboard", show_default=True, help="Report title.")
+@click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
+@click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
+@_train_options
+def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_train, shots, max_eval, select_split,
+                eval_split, options, batch_size, device, dtype, title, no_inspect, progress, **train):  # fmt: skip
+    """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
+
+    Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
+    import shlex
+
+    from .api import RunOptions
+    from .leaderboard import SuiteConfig, parse_seeds, run_suite
+
+    def split(text):
+        return [s.strip() for s in text.split(",") if s.strip()] if text else []
+
+    run_opts = RunOptions(
+        model_kind=model_kind, max_train=max_train, shots=shots, max_eval=max_eval, select_split=select_split,
+        eval_split=eval_split, batch_size=batch_size, device=device, dtype=dtype,
+        train={k[len("train_"):]: v for k, v in train.items() if v is not None}, progress=progress,
+    )  # fmt: skip
+    config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds),
+                         models=[None if m == "default" else m for m in split(models)] or [None], output=output,
+                         run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),
+                         inspect=not no_inspect, title=title,
+                         meta={"command": "promptopt " + shlex.join(sys.argv[1:])})  # fmt: skip
+
+    def show(entry, index, total):
+        where = f"[{index}/{total}] {entry.model} / {entry.task} / {entry.method} / seed {entry.seed}"
+        if entry.skipped:
+            click.echo(f"{where}: finished before, skipped")
+        elif entry.status == "ok":
+            click.echo(f"{where}: ok ({entry.seconds:.1f}s)")
+        else:
+            click.secho(f"{where}: FAILED: {entry.error}", fg="red")
+        if entry.inspect_error:
+            click.secho(f"{where}: inspection failed: {entry.inspect_error}", fg="yellow")
+
+    suite = run_suite(config, on_event=show)
+    click.echo(f"{len(suite.entries) - len(suite.failed)} ok, {len(suite.failed)} failed")
+    for fmt, path in suite.reports.items():
+        click.echo(f"report ({fmt}): {path}")
+
+
+@cli.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "csv"]), default="md", show_default=True)
+@click.option("--output", default=None, type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
+@click.option("--title", default=None, help="Report title (default: the suite's, if DIR holds one).")
+def report(dirs, fmt, output, title):
+    """Render the runs under DIR(s) (a leaderboard suite or 'promptopt run' outputs) as md, html, json or csv."""
+    from .io import write_text
+    from .leaderboard import load_board
+    from .report import render
+
+    board = load_board(list(dirs), title=title)
+    if not board.runs:
+        raise PromptoptError(f"no run (result.json or error.json) under {', '.join(dirs)}")
+    text = render(board, fmt)
+    if output:
+        write_text(output, text)
+        click.echo(f"written: {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command("inspect")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default=None, help="Split to re-score on (default dev, else the run's selection split).")
+@click.option("--max-eval", type=int, default=None, help="At most N examples (default: as many as the run selected on).")
+@click.option("--top-k", default=5, show_default=True, type=int, help="Nearest tokens shown per soft vector.")
+@click.option("--batch-size", default=16, show_default=True, type=int)
+@click.option("--device", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
+@click.option("--no-write", is_flag=True, help="Do not write RUN_DIR/inspect.json.")
+def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no_write):
+    """Show a run's prompt: soft vectors' nearest tokens and norms, and the score of the projected prompt (each
+    vector replaced by its nearest token) against the soft one; for hard prompts, the text and token ids."""
+    from .inspect import inspect_run, render_text
+
+    if top_k < 1:
+        raise PromptoptError(f"--top-k must be >= 1, got {top_k}")
+    result = inspect_run(run_dir, split=split, max_eval=max_eval, top_k=top_k, batch_size=batch_size, device=device,
+                         write=not no_write)  # fmt: skip
+    click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False) if as_json else render_text(result))

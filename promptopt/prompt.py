@@ -6,7 +6,7 @@ A prompt is an ordered list of segments:
 * ``FIELD``: one input field of the example (``{sentence}``);
 * ``ANSWER``: where the answer is read (``{answer}``); exactly one per prompt;
 * ``TOKENS``: fixed discrete token ids (trigger slots ``[T]``, found by a search method);
-* ``SOFT``: trainable vectors (``[P]``, ``[P*20]``), whose values live in ``Prompt.soft``.
+* ``SOFT``: trainable vectors (``[P]``, ``[P*20]``), whose values live in ``Prompt.vectors``.
 
 Template syntax (parsed by :func:`parse_template`)::
 
@@ -17,7 +17,7 @@ Template syntax (parsed by :func:`parse_template`)::
     "[P*10:shared][P*2:task]{sentence}{answer}"   named soft segments
 
 ``{{`` and ``}}`` write literal braces. A segment name after ``:`` is optional; unnamed segments are called
-``p0, p1, ...`` (soft) and ``t0, t1, ...`` (tokens) in order of appearance.
+``p0, p1, ...`` (vectors) and ``t0, t1, ...`` (tokens) in order of appearance.
 
 For a causal LM, text after ``{answer}`` is never seen by the model (it reads the answer before it) and is ignored;
 for a masked LM it stays, and the answer slot becomes ``[MASK]`` tokens.
@@ -46,7 +46,7 @@ class SegmentKind(str, enum.Enum):
     FIELD = "field"
     ANSWER = "answer"
     TOKENS = "tokens"
-    SOFT = "soft"
+    VECTORS = "vectors"
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Segment:
             out["text"] = self.text
         elif self.kind == SegmentKind.FIELD:
             out["field"] = self.field
-        elif self.kind in (SegmentKind.TOKENS, SegmentKind.SOFT):
+        elif self.kind in (SegmentKind.TOKENS, SegmentKind.VECTORS):
             out["name"] = self.name
             out["n"] = self.n
             if self.ids is not None:
@@ -143,7 +143,7 @@ def parse_template(template: str) -> list[Segment]:
                     raise TemplateError(template, f"segment name {name!r} is used twice", i)
                 names.add(name)
                 flush()
-                seg_kind = SegmentKind.SOFT if kind == "P" else SegmentKind.TOKENS
+                seg_kind = SegmentKind.VECTORS if kind == "P" else SegmentKind.TOKENS
                 segments.append(Segment(seg_kind, name=name, n=n))
                 i = m.end()
                 continue
@@ -165,12 +165,12 @@ def decode_escapes(text: str) -> str:
 class Prompt:
     """A prompt: segments plus the values of its soft segments and, optionally, its own label words.
 
-    ``soft`` maps a SOFT segment's name to a float tensor of shape ``(n, hidden_size)``. ``label_words`` overrides
+    ``vectors`` maps a SOFT segment's name to a float tensor of shape ``(n, hidden_size)``. ``label_words`` overrides
     the task's verbalizer (label -> words) when set, e.g. after a label-word search.
     """
 
     segments: list[Segment]
-    soft: dict[str, "torch.Tensor"] = field(default_factory=dict)
+    vectors: dict[str, "torch.Tensor"] = field(default_factory=dict)
     label_words: dict[str, list[str]] | None = None
     template: str | None = None
     meta: dict = field(default_factory=dict)
@@ -188,8 +188,8 @@ class Prompt:
         return [s for s in self.segments if s.kind == kind]
 
     @property
-    def n_soft(self) -> int:
-        return sum(s.n for s in self.segments_of(SegmentKind.SOFT))
+    def n_vectors(self) -> int:
+        return sum(s.n for s in self.segments_of(SegmentKind.VECTORS))
 
     def check_fields(self, allowed: list[str]) -> None:
         """Raise a TemplateError if the prompt names an input field the task does not have."""
@@ -209,7 +209,7 @@ class Prompt:
                 parts.append("{" + s.field + "}")
             elif s.kind == SegmentKind.ANSWER:
                 parts.append("{answer}")
-            elif s.kind == SegmentKind.SOFT:
+            elif s.kind == SegmentKind.VECTORS:
                 parts.append(f"[P*{s.n}:{s.name}]")
             elif s.ids is not None and tokenizer is not None:
                 parts.append(tokenizer.decode(list(s.ids)))
@@ -234,23 +234,23 @@ class Prompt:
             raise PromptoptError(f"prompt has no token segment named {name!r}")
         return replace(self, segments=segments)
 
-    def with_soft(self, values: dict[str, "torch.Tensor"]) -> "Prompt":
+    def with_vectors(self, values: dict[str, "torch.Tensor"]) -> "Prompt":
         """A copy with soft values replaced (detached, on CPU, float32) for the segments named in ``values``."""
-        soft = dict(self.soft)
+        vectors = dict(self.vectors)
         for name, value in values.items():
-            soft[name] = value.detach().to("cpu", dtype=_float32()).clone()
-        return replace(self, soft=soft)
+            vectors[name] = value.detach().to("cpu", dtype=_float32()).clone()
+        return replace(self, vectors=vectors)
 
     # -- artifacts -----------------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``prompt.json`` (and ``soft.safetensors`` when there are soft values) atomically. No pickle."""
+        """Write ``prompt.json`` (and ``vectors.safetensors`` when there are soft values) atomically. No pickle."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if self.soft:
+        if self.vectors:
             from safetensors.torch import save_file
 
-            with atomic_path(directory / "soft.safetensors") as tmp:
-                save_file({k: v.detach().cpu().contiguous() for k, v in self.soft.items()}, str(tmp))
+            with atomic_path(directory / "vectors.safetensors") as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in self.vectors.items()}, str(tmp))
         write_json(
             directory / "prompt.json",
             {
@@ -259,7 +259,7 @@ class Prompt:
                 "text": self.text(),
                 "segments": [s.to_json() for s in self.segments],
                 "label_words": self.label_words,
-                "soft_segments": sorted(self.soft),
+                "vector_segments": sorted(self.vectors),
                 "meta": self.meta,
             },
         )
@@ -282,18 +282,18 @@ class Prompt:
             segments = [Segment.from_json(s) for s in obj["segments"]]
         except (KeyError, ValueError, TypeError) as e:
             raise PromptoptError(f"{path}: field 'segments' is malformed ({e})") from None
-        soft = {}
-        names = obj.get("soft_segments") or []
+        vectors = {}
+        names = obj.get("vector_segments") or []
         if names:
             from safetensors.torch import load_file
 
-            tensors_path = directory / "soft.safetensors"
+            tensors_path = directory / "vectors.safetensors"
             if not tensors_path.exists():
                 raise PromptoptError(f"{path}: names soft segments {names} but {tensors_path.name} is missing")
-            soft = load_file(str(tensors_path))
+            vectors = load_file(str(tensors_path))
         return cls(
             segments=segments,
-            soft=soft,
+            vectors=vectors,
             label_words=obj.get("label_words"),
             template=obj.get("template"),
             meta=obj.get("meta") or {},

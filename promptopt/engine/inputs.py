@@ -1,7 +1,7 @@
 """Turn (prompt, example) into model inputs.
 
 Text and input fields that stand next to each other are tokenized together, as one string, so a text-only prompt
-gives exactly the tokens the tokenizer gives for the filled-in text. SOFT segments (and TOKENS segments whose
+gives exactly the tokens the tokenizer gives for the filled-in text. VECTORS segments (and TOKENS segments whose
 vectors are supplied, e.g. for gradients) become rows of ``inputs_embeds``; the rest are token ids.
 
 Where the answer is read:
@@ -26,29 +26,29 @@ from .model import LoadedModel, ModelKind
 
 
 @dataclass
-class SoftLayout:
+class VectorLayout:
     """Where each vector segment's rows sit in one flat table of shape ``(rows, hidden)``."""
 
     offsets: dict[str, int]
     table: torch.Tensor | None
 
     @classmethod
-    def build(cls, prompt: Prompt, override: dict[str, torch.Tensor] | None = None) -> "SoftLayout":
+    def build(cls, prompt: Prompt, override: dict[str, torch.Tensor] | None = None) -> "VectorLayout":
         override = override or {}
         offsets: dict[str, int] = {}
         parts = []
         row = 0
         for seg in prompt.segments:
-            if seg.kind == SegmentKind.SOFT or (seg.kind == SegmentKind.TOKENS and seg.name in override):
+            if seg.kind == SegmentKind.VECTORS or (seg.kind == SegmentKind.TOKENS and seg.name in override):
                 value = override.get(seg.name)
                 if value is None:
-                    value = prompt.soft.get(seg.name)
+                    value = prompt.vectors.get(seg.name)
                 if value is None:
                     raise PromptoptError(
-                        f"soft segment {seg.name!r} has no values: train it (e.g. --method soft) or load a prompt"
+                        f"vector segment {seg.name!r} has no values: train it with a trainable method or load a saved prompt"
                     )
                 if value.shape[0] != seg.n:
-                    raise PromptoptError(f"soft segment {seg.name!r} holds {seg.n} vectors, got {tuple(value.shape)}")
+                    raise PromptoptError(f"vector segment {seg.name!r} holds {seg.n} vectors, got {tuple(value.shape)}")
                 offsets[seg.name] = row
                 parts.append(value)
                 row += seg.n
@@ -60,7 +60,7 @@ class Encoded:
     """One model input: token ids (placeholders where vectors go), vector rows, and positions to read."""
 
     ids: list[int]
-    soft: list[tuple[int, int]]  # (position, row of the SoftLayout table)
+    vectors: list[tuple[int, int]]  # (position, row of the VectorLayout table)
     read: list[int]  # positions whose output logits are read
     shared: int  # leading positions identical for every example of this prompt (for key/value reuse)
 
@@ -107,7 +107,7 @@ class Encoder:
         self,
         prompt: Prompt,
         inputs: dict[str, str],
-        layout: SoftLayout,
+        layout: VectorLayout,
         answer_len: int = 1,
         continuation: list[int] | tuple = (),
     ) -> Encoded:
@@ -130,7 +130,7 @@ class Encoder:
 
     def _encode(self, prompt, inputs, layout, answer_len, continuation) -> Encoded:
         ids: list[int] = list(self.bos)
-        soft: list[tuple[int, int]] = []
+        vectors: list[tuple[int, int]] = []
         read: list[int] = []
         shared: int | None = None
         run: list[str] = []
@@ -174,18 +174,18 @@ class Encoder:
                 flush()
                 if seg.ids is None:
                     raise PromptoptError(
-                        f"token segment {seg.name!r} has no token ids: run a search method (e.g. --method autoprompt)"
+                        f"token segment {seg.name!r} has no token ids: run a token-search method or load a saved prompt"
                     )
                 ids.extend(seg.ids)
-            else:  # SOFT, or TOKENS given as vectors
+            else:  # VECTORS, or TOKENS given as vectors
                 flush()
                 base = layout.offsets[seg.name]
                 for k in range(seg.n):
-                    soft.append((len(ids), base + k))
+                    vectors.append((len(ids), base + k))
                     ids.append(self.pad_id)
         flush()
         ids.extend(self.eos)
-        return Encoded(ids=ids, soft=soft, read=read, shared=len(ids) if shared is None else shared)
+        return Encoded(ids=ids, vectors=vectors, read=read, shared=len(ids) if shared is None else shared)
 
 
 def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
@@ -203,7 +203,7 @@ class Batch:
     input_ids: torch.Tensor  # (B, L)
     attention_mask: torch.Tensor  # (B, L)
     position_ids: torch.Tensor  # (B, L)
-    soft_index: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # batch idx, position, table row
+    vector_index: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # batch idx, position, table row
     read: torch.Tensor  # (B, R) positions to read
 
 
@@ -233,22 +233,22 @@ def collate(
         ids[b, shift : shift + n] = torch.tensor(e.ids[start:], dtype=torch.long)
         mask[b, shift : shift + n] = 1
         read[b] = torch.tensor([r - start + shift for r in e.read], dtype=torch.long)
-        for pos, row in e.soft:
+        for pos, row in e.vectors:
             if pos >= start:
                 sb.append(b)
                 sp.append(pos - start + shift)
                 sr.append(row)
     positions = (mask.cumsum(-1) - 1).clamp(min=0) + start + offset
-    soft_index = None
+    vector_index = None
     if sb:
-        soft_index = tuple(torch.tensor(x, dtype=torch.long, device=device) for x in (sb, sp, sr))
-    return Batch(ids.to(device), mask.to(device), positions.to(device), soft_index, read.to(device))
+        vector_index = tuple(torch.tensor(x, dtype=torch.long, device=device) for x in (sb, sp, sr))
+    return Batch(ids.to(device), mask.to(device), positions.to(device), vector_index, read.to(device))
 
 
 def embed(lm: LoadedModel, batch: Batch, table: torch.Tensor | None) -> torch.Tensor:
-    """``inputs_embeds`` for a batch: token embeddings with the soft rows written in (gradients reach ``table``)."""
+    """``inputs_embeds`` for a batch: token embeddings with the trainable rows written in (gradients reach ``table``)."""
     emb = lm.embeddings(batch.input_ids)
-    if batch.soft_index is not None:
-        b, p, r = batch.soft_index
+    if batch.vector_index is not None:
+        b, p, r = batch.vector_index
         emb = emb.index_put((b, p), table[r].to(emb.dtype))
     return emb

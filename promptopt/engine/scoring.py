@@ -2,7 +2,7 @@
 
 Scoring contract (rank classification, as lm-evaluation-harness's ``loglikelihood``):
 
-* in: a :class:`~promptopt.prompt.Prompt`, examples, and optionally vectors for soft/token segments;
+* in: a :class:`~promptopt.prompt.Prompt`, examples, and optionally vectors for vector/token segments;
 * out: for classification, one log-likelihood per class: ``log sum_w P(w | prompt, example)`` over the class's label
   words, a multi-token word scoring the sum of its tokens' log-probabilities; for fact retrieval, log-probabilities
   over the whole vocabulary at the answer position.
@@ -11,7 +11,7 @@ Scoring contract (rank classification, as lm-evaluation-harness's ``loglikelihoo
 Vocabulary logits are computed only at the positions where the answer is read, never at every position. Evaluation
 runs in ``inference_mode``, longest examples first (an out-of-memory error shows on the first batch) so that
 batches hold examples of similar length. For a causal LM, a prompt prefix that does not depend on the example
-(e.g. soft vectors in front) is computed once per batch and its keys/values are shared by every example.
+(e.g. trainable vectors in front) is computed once per batch and its keys/values are shared by every example.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from ..errors import PromptoptError
 from ..prompt import Prompt
 from ..tasks import Example, TaskKind, TaskSpec
-from .inputs import Batch, Encoded, Encoder, SoftLayout, collate, embed, position_offset
+from .inputs import Batch, Encoded, Encoder, VectorLayout, collate, embed, position_offset
 from .metrics import compute_metrics
 from .model import LoadedModel, ModelKind
 
@@ -210,10 +210,10 @@ class Scorer:
         return ids[0] if len(ids) == 1 else None
 
     # -- differentiable scores ---------------------------------------------------------------------------------
-    def class_scores(self, prompt: Prompt, examples: list[Example], soft=None) -> torch.Tensor:
-        """``(N, C)`` class log-likelihoods; differentiable with respect to ``soft`` when grad is enabled."""
+    def class_scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
+        """``(N, C)`` class log-likelihoods; differentiable with respect to ``vectors`` when grad is enabled."""
         verb = self.verbalizer(prompt)
-        layout = SoftLayout.build(prompt, soft)
+        layout = VectorLayout.build(prompt, vectors)
         enc = self.encoder
         contexts = [enc.encode(prompt, ex.inputs, layout) for ex in examples]
         first = torch.log_softmax(self._logits_at(contexts, layout.table)[:, 0], dim=-1)  # (N, V)
@@ -234,9 +234,9 @@ class Scorer:
             per_label.append(torch.logsumexp(torch.stack(word_scores, dim=-1), dim=-1))
         return torch.stack(per_label, dim=-1)
 
-    def vocab_logprobs(self, prompt: Prompt, examples: list[Example], soft=None) -> torch.Tensor:
+    def vocab_logprobs(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """``(N, V)`` log-probabilities over the vocabulary at the answer position (fact retrieval)."""
-        layout = SoftLayout.build(prompt, soft)
+        layout = VectorLayout.build(prompt, vectors)
         encs = [self.encoder.encode(prompt, ex.inputs, layout) for ex in examples]
         return torch.log_softmax(self._logits_at(encs, layout.table)[:, 0], dim=-1)
 
@@ -250,15 +250,15 @@ class Scorer:
             raise PromptoptError("a fact-retrieval answer is not a single token; filter with usable_examples()")
         return torch.tensor(ids, device=self.lm.device)
 
-    def scores(self, prompt: Prompt, examples: list[Example], soft=None) -> torch.Tensor:
+    def scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """Class scores or vocabulary log-probabilities, by the task's kind."""
         if self.task.kind == TaskKind.CLASSIFICATION:
-            return self.class_scores(prompt, examples, soft)
-        return self.vocab_logprobs(prompt, examples, soft)
+            return self.class_scores(prompt, examples, vectors)
+        return self.vocab_logprobs(prompt, examples, vectors)
 
-    def loss(self, prompt: Prompt, examples: list[Example], soft=None) -> torch.Tensor:
+    def loss(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """Mean cross-entropy of the gold class (or gold answer token) under :meth:`scores`."""
-        return torch.nn.functional.cross_entropy(self.scores(prompt, examples, soft), self.targets(prompt, examples))
+        return torch.nn.functional.cross_entropy(self.scores(prompt, examples, vectors), self.targets(prompt, examples))
 
     def usable_examples(self, prompt: Prompt, examples: list[Example]) -> list[Example]:
         """Fact retrieval keeps facts whose answer is one token of this model's vocabulary (as LAMA does)."""
@@ -269,7 +269,7 @@ class Scorer:
     # -- evaluation ---------------------------------------------------------------------------------------------
     def batches(self, prompt: Prompt, examples: list[Example]):
         """Index batches, longest examples first, so that each batch holds examples of similar length."""
-        layout = SoftLayout.build(prompt)
+        layout = VectorLayout.build(prompt)
         lengths = [len(self.encoder.encode(prompt, ex.inputs, layout).ids) for ex in examples]
         order = sorted(range(len(examples)), key=lambda i: -lengths[i])
         for i in range(0, len(order), self.batch_size):
@@ -337,13 +337,13 @@ def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[Encoded]:
     out = []
     for row, m in zip(ids.tolist(), mask.tolist()):
         row = [t for t, keep in zip(row, m) if keep]
-        out.append(Encoded(ids=row, soft=[], read=[len(row) - 1], shared=4))
+        out.append(Encoded(ids=row, vectors=[], read=[len(row) - 1], shared=4))
     out[1].ids[:4] = out[0].ids[:4]
     return out
 
 
 def _truncate(enc: Encoded, n: int) -> Encoded:
-    return Encoded(ids=enc.ids[:n], soft=[(p, r) for p, r in enc.soft if p < n], read=[n - 1], shared=n)
+    return Encoded(ids=enc.ids[:n], vectors=[(p, r) for p, r in enc.vectors if p < n], read=[n - 1], shared=n)
 
 
 def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:

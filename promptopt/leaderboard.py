@@ -1,0 +1,500 @@
+"""Leaderboard suites: every method x task x seed (x model) as ordinary runs, resumable, then the report.
+
+    from promptopt.leaderboard import SuiteConfig, run_suite
+    suite = run_suite(SuiteConfig(tasks=["sst2", "rte"], seeds=[0, 1, 2], output="runs/board"))
+    print(suite.reports["md"])
+
+Runs go to ``OUTPUT/<model>/<task>/<method>/seed<k>`` through :func:`promptopt.api.run`, so each is a normal run
+directory. A run whose ``result.json`` exists is skipped when the suite is run again; a failing run is recorded
+(``error.json``) and the suite goes on. Each model is loaded once. Methods default to every registered method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import gc
+import json
+import logging
+import math
+import os
+import platform
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import config as cfg
+from .api import RunOptions
+from .api import run as api_run
+from .engine.model import DEFAULT_MODEL, LoadedModel, load_model
+from .errors import ConfigError, PromptoptError
+from .inspect import INSPECT_FILE, inspect_run
+from .io import read_json, write_json, write_text
+from .plugins import get_plugin_manager, get_task, optimizers
+from .report import Leaderboard, RunEntry, build_leaderboard, render
+from .results import RunResult
+
+log = logging.getLogger(__name__)
+
+SUITE_FILE = "suite.json"
+SUITE_SCHEMA = "promptopt.suite"
+SUITE_SCHEMA_VERSION = 1
+REPORT_FORMATS = ("md", "html", "json", "csv")
+MAX_CURVE_POINTS = 200
+
+
+@dataclass
+class SuiteConfig:
+    """What a leaderboard suite runs. ``run`` holds the run options shared by every run (sampling, training, device);
+    its method, task, model, seed and output are set per run."""
+
+    methods: list[str] = field(default_factory=list, metadata={"help": "method ids; empty or ['all'] = every registered method"})
+    tasks: list[str] = field(default_factory=lambda: ["tiny-reviews"], metadata={"help": "task names or spec files"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "seeds; each combination runs once per seed"})
+    models: list[str | None] = field(default_factory=lambda: [None], metadata={"help": "models (None: the default model)"})
+    output: str = field(default="runs/leaderboard", metadata={"help": "suite directory"})
+    run: RunOptions = field(default_factory=lambda: RunOptions(progress=False), metadata={"help": "shared run options"})
+    method_options: dict = field(default_factory=dict, metadata={"help": "KEY=VALUE for every method with option KEY, or METHOD.KEY=VALUE"})
+    collect: list[str] = field(default_factory=list, metadata={"help": "more directories whose runs join the report"})
+    inspect: bool = field(default=True, metadata={"help": "inspect trained prompts (soft vectors, token segments)"})
+    title: str = field(default="promptopt leaderboard", metadata={"help": "report title"})
+    meta: dict = field(default_factory=dict, metadata={"help": "shown in the report (command, notes)"})
+
+    def __post_init__(self):
+        if not self.tasks:
+            raise ConfigError("SuiteConfig.tasks is empty; name at least one task (see 'promptopt tasks')")
+        if not self.seeds:
+            raise ConfigError("SuiteConfig.seeds is empty; give a count N (seeds 0..N-1) or a list")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"SuiteConfig.seeds has duplicates: {self.seeds}")
+        if not self.models:
+            self.models = [None]
+
+
+@dataclass
+class SuiteEntry:
+    """One combination of the suite: ``status`` ``"ok"`` or ``"failed"``; ``skipped`` when it had finished before."""
+
+    model: str
+    task: str
+    method: str
+    seed: int
+    run_dir: str
+    status: str = "ok"
+    skipped: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+    inspect_error: str | None = None
+
+
+@dataclass
+class SuiteResult:
+    entries: list[SuiteEntry]
+    board: Leaderboard
+    reports: dict[str, Path]
+
+    @property
+    def failed(self) -> list[SuiteEntry]:
+        return [e for e in self.entries if e.status != "ok"]
+
+
+def parse_seeds(text: str | int) -> list[int]:
+    """``"3"`` -> [0, 1, 2]; ``"0,5,7"`` -> [0, 5, 7]."""
+    try:
+        if isinstance(text, int) or "," not in str(text):
+            n = int(text)
+            if n < 1:
+                raise ConfigError(f"--seeds {n}: give at least 1")
+            return list(range(n))
+        return [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r}: give a count N or a comma-separated list of integers") from None
+
+
+def resolve_methods(requested: list[str] | None, pm=None) -> list[str]:
+    """The methods to run: every registered one (from the plugin manager) for an empty list or ``["all"]``."""
+    registered = optimizers(pm)
+    if not requested or [m.strip() for m in requested] == ["all"]:
+        return sorted(registered)
+    unknown = [m for m in requested if m not in registered]
+    if unknown:
+        raise ConfigError(f"--methods: no method {unknown}; registered: {sorted(registered)}")
+    return list(dict.fromkeys(requested))
+
+
+def split_method_options(raw: dict, methods: list[str], pm=None) -> dict[str, dict]:
+    """Distribute ``-o`` options: ``METHOD.KEY`` goes to that method, a plain ``KEY`` to every method that has
+    option KEY. An option no selected method has is an error naming the option."""
+    classes = {name: cls for name, (cls, _) in optimizers(pm).items() if name in methods}
+    out: dict[str, dict] = {m: {} for m in methods}
+    for key, value in raw.items():
+        method, _, name = key.rpartition(".")
+        name = name.replace("-", "_")
+        if method:
+            if method not in out:
+                raise ConfigError(f"option {key!r}: method {method!r} is not in this suite ({methods})")
+            out[method][name] = value
+            continue
+        takers = [m for m, cls in classes.items() if name in {f.name for f in dataclasses.fields(cls.config_class)}]
+        if not takers:
+            raise ConfigError(f"option {key!r}: none of the methods {methods} has it (see 'promptopt methods')")
+        for m in takers:
+            out[m][name] = value
+    for m, options in out.items():
+        cfg.build(classes[m].config_class, options)  # fail before running anything
+    return out
+
+
+def model_label(model: str | None) -> str:
+    return model or DEFAULT_MODEL
+
+
+def slug(text: str) -> str:
+    """A directory name for a model or task: letters, digits, ``.``, ``_`` and ``-`` only."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip().strip("/")).strip("._")
+    return out or "_"
+
+
+def suite_run_dir(root: str | Path, model: str, task: str, method: str, seed: int) -> Path:
+    return Path(root) / slug(model) / slug(task) / slug(method) / f"seed{seed}"
+
+
+def machine_description() -> str:
+    """CPU (model and usable cores), memory, GPU, OS and library versions: where the numbers were measured."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"{cpu}, {cores} cores usable"]
+    try:
+        kb = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")))
+        parts.append(f"{kb / 2**20:.0f} GiB RAM")
+    except (OSError, StopIteration, ValueError):
+        pass
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    parts.append(f"{platform.system()} {platform.release()}")
+    parts.append(f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    return "; ".join(parts)
+
+
+def _settings(config: SuiteConfig) -> dict:
+    run = config.run
+    out = {k: getattr(run, k) for k in ("max_train", "shots", "max_eval", "select_split", "eval_split", "device",
+                                       "dtype") if getattr(run, k) is not None}  # fmt: skip
+    out["eval_batch_size"] = run.batch_size
+    out.update({f"train.{k}": v for k, v in run.train.items()})
+    out.update({f"option.{k}": v for k, v in config.method_options.items()})
+    return out
+
+
+def _needs_inspection(run_dir: Path) -> bool:
+    """A finished run whose prompt has soft vectors or token segments and no ``inspect.json`` yet."""
+    if not (run_dir / "result.json").exists() or (run_dir / INSPECT_FILE).exists():
+        return False
+    try:
+        prompt = read_json(run_dir / "prompt" / "prompt.json")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return any(s.get("kind") in ("soft", "tokens") for s in prompt.get("segments", []))
+
+
+def _record_failure(run_dir: Path, entry: SuiteEntry, exc: BaseException) -> None:
+    """Make sure ``error.json`` exists and names the combination (api.run writes it only for failures inside the
+    method; a bad task or option fails earlier)."""
+    path = run_dir / "error.json"
+    record = {}
+    if path.exists():
+        try:
+            record = read_json(path)
+        except (OSError, json.JSONDecodeError):
+            record = {}
+    record.setdefault("error", entry.error)
+    record.setdefault("traceback", "".join(traceback.format_exception(exc)))
+    record.update({"model": entry.model, "task": entry.task, "method": entry.method, "seed": entry.seed})
+    write_json(path, record)
+
+
+def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int, int], None] | None = None,
+              load: Callable[[str | None], LoadedModel] | None = None) -> SuiteResult:  # fmt: skip
+    """Run every combination not finished yet, inspect trained prompts, write ``suite.json`` and the reports.
+
+    ``load(model)`` loads a model (default :func:`~promptopt.engine.model.load_model` with the run options' device,
+    dtype and model kind); it is called at most once per model, and only if that model has work to do.
+    ``on_event(entry, index, total)`` is called after each combination.
+    """
+    pm = pm or get_plugin_manager()
+    methods = resolve_methods(config.methods, pm)
+    per_method = split_method_options(config.method_options, methods, pm)
+    tasks = [get_task(t, pm) for t in config.tasks]
+    run_opts = config.run
+    load = load or (lambda name: load_model(name, device=run_opts.device, dtype=run_opts.dtype, kind=run_opts.model_kind))
+    root = Path(config.output)
+    root.mkdir(parents=True, exist_ok=True)
+    combos = [(model, task, method, seed) for model in config.models for task in tasks for method in methods
+              for seed in config.seeds]  # fmt: skip
+    entries: list[SuiteEntry] = []
+    for model in config.models:
+        label = model_label(model)
+        lm: LoadedModel | None = None
+        for task in tasks:
+            for method in methods:
+                for seed in config.seeds:
+                    out = suite_run_dir(root, label, task.name, method, seed)
+                    entry = SuiteEntry(label, task.name, method, seed, str(out))
+                    if (out / "result.json").exists():
+                        entry.skipped = True
+                    else:
+                        if lm is None:
+                            lm = load(model)
+                        _run_one(entry, out, run_opts, model, task, method, seed, per_method[method], lm, pm)
+                    if config.inspect and entry.status == "ok" and _needs_inspection(out):
+                        if lm is None:
+                            lm = load(model)
+                        _inspect_one(entry, out, lm, run_opts, pm)
+                    entries.append(entry)
+                    if on_event:
+                        on_event(entry, len(entries), len(combos))
+        del lm
+        gc.collect()
+    if config.inspect:
+        _inspect_collected(config.collect, load, run_opts, pm)
+    meta = {"command": config.meta.get("command"), "machine": machine_description(),
+            "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "promptopt": _version(), "settings": _settings(config), **{k: v for k, v in config.meta.items()
+                                                                        if k != "command"}}  # fmt: skip
+    write_json(root / SUITE_FILE, {
+        "schema": SUITE_SCHEMA, "schema_version": SUITE_SCHEMA_VERSION, "title": config.title, "meta": meta,
+        "config": {"methods": methods, "tasks": [t.name for t in tasks], "seeds": config.seeds,
+                   "models": [model_label(m) for m in config.models], "collect": config.collect},
+        "entries": [dataclasses.asdict(e) for e in entries],
+    })  # fmt: skip
+    board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
+    return SuiteResult(entries, board, write_reports(board, root))
+
+
+def _run_one(entry, out, run_opts, model, task, method, seed, method_options, lm, pm) -> None:
+    interrupted = out.exists() and not (out / "error.json").exists()
+    if (out / "error.json").exists():
+        (out / "error.json").unlink()  # a new attempt; the old error must not outlive it
+    opts = dataclasses.replace(run_opts, method=method, task=str(task.path) if task.path else task.name, model=model,
+                               seed=seed, output=str(out), method_options=method_options, resume=interrupted,
+                               overwrite=False)  # fmt: skip
+    start = time.perf_counter()
+    try:
+        api_run(opts, lm=lm, pm=pm)
+    except Exception as e:  # noqa: BLE001 - one failing run must not stop the suite; it is recorded instead
+        entry.status, entry.error = "failed", f"{type(e).__name__}: {e}"
+        log.warning("%s/%s/%s seed %d failed: %s", entry.model, entry.task, method, seed, entry.error)
+        _record_failure(out, entry, e)
+    entry.seconds = time.perf_counter() - start
+
+
+def _inspect_one(entry, out, lm, run_opts, pm) -> None:
+    try:
+        inspect_run(out, lm=lm, batch_size=run_opts.batch_size, pm=pm)
+    except Exception as e:  # noqa: BLE001 - the run itself is fine; the report says inspection failed
+        entry.inspect_error = f"{type(e).__name__}: {e}"
+        log.warning("inspecting %s failed: %s", out, entry.inspect_error)
+
+
+def _inspect_collected(dirs: list[str], load, run_opts, pm) -> None:
+    """Inspect trained prompts of collected runs that have no ``inspect.json``, loading each model once."""
+    todo: dict[str, list[Path]] = {}
+    for d in dirs:
+        for result in sorted(Path(d).rglob("result.json")):
+            if _needs_inspection(result.parent):
+                model = read_json(result).get("model")
+                todo.setdefault(model, []).append(result.parent)
+    for model, run_dirs in todo.items():
+        lm = load(None if model == DEFAULT_MODEL else model)
+        for run_dir in run_dirs:
+            try:
+                inspect_run(run_dir, lm=lm, batch_size=run_opts.batch_size, pm=pm)
+            except Exception as e:  # noqa: BLE001
+                log.warning("inspecting %s failed: %s: %s", run_dir, type(e).__name__, e)
+        del lm
+        gc.collect()
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# -- reading run directories ---------------------------------------------------------------------------------------
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _select_value(record: dict):
+    for key in ("select", "select_score", "select_accuracy"):
+        value = record.get(key)
+        if isinstance(value, dict):
+            value = value.get("score", value.get("accuracy"))
+        if _is_number(value):
+            return value
+    if record.get("split") == "select" and isinstance(record.get("metrics"), dict):
+        value = record["metrics"].get("score", record["metrics"].get("accuracy"))
+        if _is_number(value):
+            return value
+    return None
+
+
+def read_curves(path: str | Path, max_points: int = MAX_CURVE_POINTS) -> dict[str, list[list[float]]]:
+    """Learning curves from a ``history.jsonl``: records with a numeric ``step`` and a ``loss`` (or ``train_loss``)
+    and/or a selection score (``select`` as a number or a dict with ``score``/``accuracy``, ``select_score``, or
+    ``split == "select"`` with ``metrics``). Other records and unreadable lines are ignored."""
+    curves: dict[str, dict[float, float]] = {"loss": {}, "select": {}}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or not _is_number(record.get("step")):
+            continue
+        step = record["step"]
+        loss = next((record[k] for k in ("loss", "train_loss") if _is_number(record.get(k))), None)
+        if loss is not None:
+            curves["loss"][step] = float(loss)
+        select = _select_value(record)
+        if select is not None:
+            curves["select"][step] = float(select)
+    out = {}
+    for name, points in curves.items():
+        pts = [[s, v] for s, v in sorted(points.items())]
+        if len(pts) > max_points:  # keep the first and last point and an even spread between
+            idx = sorted({round(i * (len(pts) - 1) / (max_points - 1)) for i in range(max_points)})
+            pts = [pts[i] for i in idx]
+        if pts:
+            out[name] = pts
+    return out
+
+
+def _metric_name(metrics: dict) -> str:
+    score = metrics.get("score")
+    for name in ("p_at_1", "accuracy", "macro_f1"):
+        if name in metrics and metrics[name] == score:
+            return name
+    return "score"
+
+
+def _display(path: Path, base: Path | None) -> str:
+    if base is not None:
+        try:
+            return path.resolve().relative_to(base.resolve()).as_posix() or "."
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> RunEntry:
+    metrics = result.metrics.get("eval", {}) if isinstance(result.metrics, dict) else {}
+    inspection = None
+    if (run_dir / INSPECT_FILE).exists():
+        try:
+            inspection = read_json(run_dir / INSPECT_FILE)
+        except (OSError, json.JSONDecodeError):
+            inspection = None
+    return RunEntry(
+        model=result.model, task=result.task, method=result.method, seed=int(result.seed), status=result.status,
+        error=result.error, metric=_metric_name(metrics), score=metrics.get("score"),
+        select_score=(result.select_metrics or {}).get("score"), n_eval=int(metrics.get("n", 0)),
+        trainable_parameters=int(result.trainable_parameters or 0), train_seconds=float(result.train_seconds or 0),
+        eval_examples_per_second=float(result.eval_examples_per_second or 0),
+        peak_memory_mb=float(result.peak_memory_mb or 0), prompt_text=result.prompt_text or "",
+        run_dir=_display(run_dir, base), curves=read_curves(run_dir / "history.jsonl"), inspection=inspection,
+    )  # fmt: skip
+
+
+def _entry_from_error(run_dir: Path, base: Path | None) -> RunEntry | None:
+    """A failed run: identity from error.json (the suite writes it there), else config.json, else the path."""
+    try:
+        error = read_json(run_dir / "error.json")
+    except (OSError, json.JSONDecodeError):
+        error = {}
+    ids = {k: error.get(k) for k in ("model", "task", "method", "seed")}
+    if any(v is None for v in ids.values()) and (run_dir / "config.json").exists():
+        try:
+            conf = read_json(run_dir / "config.json")
+            ids = {k: conf.get(k) if ids[k] is None else ids[k] for k in ids}
+        except (OSError, json.JSONDecodeError):
+            pass
+    parts = run_dir.parts
+    if any(v is None for v in ids.values()) and len(parts) >= 4 and re.fullmatch(r"seed\d+", parts[-1]):
+        guess = {"model": parts[-4], "task": parts[-3], "method": parts[-2], "seed": int(parts[-1][4:])}
+        ids = {k: guess[k] if ids[k] is None else ids[k] for k in ids}
+    if any(v is None for v in ids.values()):
+        log.warning("%s: a failed run that names no method/task/model/seed; left out of the report", run_dir)
+        return None
+    return RunEntry(model=str(ids["model"]), task=str(ids["task"]), method=str(ids["method"]), seed=int(ids["seed"]),
+                    status="failed", error=error.get("error") or "failed (no message)",
+                    run_dir=_display(run_dir, base))  # fmt: skip
+
+
+def collect_runs(roots: list[str | Path]) -> list[RunEntry]:
+    """Every run under ``roots``: finished ones (``result.json``) and failed ones (``error.json`` without a
+    result). Run directories are shown relative to the first root; a directory found twice counts once."""
+    base = Path(roots[0]) if roots else None
+    seen: set[Path] = set()
+    out: list[RunEntry] = []
+    for root in roots:
+        root = Path(root)
+        for marker in sorted([*root.rglob("result.json"), *root.rglob("error.json")]):
+            run_dir = marker.parent
+            key = run_dir.resolve()
+            if key in seen:
+                continue
+            if marker.name == "error.json" and (run_dir / "result.json").exists():
+                continue
+            seen.add(key)
+            if marker.name == "result.json":
+                try:
+                    result = RunResult.load(run_dir)
+                except (OSError, json.JSONDecodeError, TypeError) as e:
+                    raise PromptoptError(f"{marker}: not a readable run result ({e})") from None
+                out.append(_entry_from_result(result, run_dir, base))
+            else:
+                entry = _entry_from_error(run_dir, base)
+                if entry is not None:
+                    out.append(entry)
+    return out
+
+
+def load_board(dirs: list[str | Path], title: str | None = None) -> Leaderboard:
+    """A leaderboard of every run under ``dirs``; title and metadata from the first one's ``suite.json``."""
+    meta: dict = {}
+    suite_title = None
+    suite_file = Path(dirs[0]) / SUITE_FILE if dirs else None
+    if suite_file is not None and suite_file.exists():
+        suite = read_json(suite_file)
+        meta, suite_title = suite.get("meta") or {}, suite.get("title")
+    return build_leaderboard(collect_runs(list(dirs)), title=title or suite_title or "promptopt leaderboard", meta=meta)
+
+
+def write_reports(board: Leaderboard, directory: str | Path, name: str = "report",
+                  formats=REPORT_FORMATS) -> dict[str, Path]:  # fmt: skip
+    """Write ``name.md``, ``name.html``, ``name.json`` and ``name.csv`` into ``directory``; returns their paths."""
+    paths = {}
+    for fmt in formats:
+        path = Path(directory) / f"{name}.{fmt}"
+        write_text(path, render(board, fmt))
+        paths[fmt] = path
+    return paths

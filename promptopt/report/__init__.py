@@ -1,0 +1,42 @@
+"""Leaderboard rendering: pure functions from results to Markdown, HTML, JSON and CSV text.
+
+    from promptopt.report import build_leaderboard, render
+    board = build_leaderboard(entries, title="SST-2", meta={"command": "..."})
+    text = render(board, "md")
+
+Reading run directories into entries is :func:`promptopt.leaderboard.collect_runs`.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ..errors import ConfigError
+from .html import render_html
+from .markdown import render_markdown
+from .model import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, Leaderboard, Row, RunEntry, build_leaderboard
+from .tables import load_json, render_csv, render_json
+
+
+class ReportFormat(str, enum.Enum):
+    MD = "md"
+    HTML = "html"
+    JSON = "json"
+    CSV = "csv"
+
+
+_RENDERERS = {ReportFormat.MD: render_markdown, ReportFormat.HTML: render_html, ReportFormat.JSON: render_json,
+              ReportFormat.CSV: render_csv}  # fmt: skip
+
+
+def render(board: Leaderboard, fmt: str | ReportFormat) -> str:
+    """The leaderboard in one format: ``md``, ``html``, ``json`` or ``csv``."""
+    try:
+        fmt = ReportFormat(fmt)
+    except ValueError:
+        raise ConfigError(f"report format {fmt!r} is not one of {[f.value for f in ReportFormat]}") from None
+    return _RENDERERS[fmt](board)
+
+
+__all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "Leaderboard", "ReportFormat", "Row", "RunEntry",
+           "build_leaderboard", "load_json", "render", "render_csv", "render_html", "render_json", "render_markdown"]

@@ -1,0 +1,223 @@
+"""The leaderboard as one self-contained HTML file: inline CSS and inline SVG charts, no script, no network.
+
+A Content-Security-Policy meta tag forbids every fetch (``default-src 'none'``), so even a mistake in this file
+cannot make the page load anything. Every dataset string and prompt text passes through :func:`esc`.
+"""
+
+from __future__ import annotations
+
+from . import fmt
+from .inspection import hard_token_segments, soft_summary
+from .model import Leaderboard, Row
+from .svg import MARKERS, bar_chart, colors_for, esc, line_chart, scatter_chart
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+_CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2433; background: #f6f7f9;
+       margin: 0; }
+main { max-width: 1100px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
+h1 { font-size: 26px; margin: 0 0 8px; } h2 { font-size: 19px; margin: 32px 0 10px; border-bottom: 1px solid #e3e6eb;
+  padding-bottom: 4px; } h3 { font-size: 15px; margin: 20px 0 6px; }
+ul.meta { list-style: none; padding: 0; margin: 0 0 8px; color: #4a5568; } ul.meta li { margin: 2px 0; }
+code, .prompt { font: 12.5px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
+.prompt { white-space: pre-wrap; word-break: break-word; background: #f3f4f6; padding: 2px 5px; border-radius: 3px; }
+table { border-collapse: collapse; margin: 8px 0 6px; width: 100%; }
+th, td { padding: 5px 8px; border-bottom: 1px solid #e8eaee; text-align: left; vertical-align: top; }
+th { background: #f3f5f8; font-weight: 600; font-size: 13px; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.best td { background: #eef8f0; } .star { color: #1a7f37; font-weight: 700; }
+.failed { color: #b42318; } .note { color: #5a6473; font-size: 12.5px; }
+.charts { display: flex; flex-direction: column; gap: 14px; }
+svg.chart { background: #fff; border: 1px solid #e3e6eb; border-radius: 6px; max-width: 100%; height: auto; }
+svg .chart-title { font: 600 14px system-ui, sans-serif; fill: #1d2433; }
+svg .tick, svg .legend, svg .group { font: 11.5px system-ui, sans-serif; fill: #4a5568; }
+svg .group { font-weight: 600; fill: #1d2433; } svg .value { font: 10.5px system-ui, sans-serif; fill: #1d2433; }
+svg .axis-label { font: 12px system-ui, sans-serif; fill: #4a5568; }
+svg .grid { stroke: #eceef2; stroke-width: 1; } svg .axis { stroke: #9aa3af; stroke-width: 1; }
+svg .errbar { stroke: #1d2433; stroke-width: 1.3; fill: none; }
+details { margin: 6px 0; } summary { cursor: pointer; font-weight: 600; }
+"""
+
+
+def _cell(text, cls: str = "") -> str:
+    return f'<td class="{cls}">{text}</td>' if cls else f"<td>{text}</td>"
+
+
+def _table(header: list[tuple[str, str]], rows: list[str]) -> str:
+    head = "".join(f'<th class="{c}">{esc(h)}</th>' if c else f"<th>{esc(h)}</th>" for h, c in header)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+
+
+def _results_table(board: Leaderboard, model: str) -> str:
+    rows = []
+    for task in board.tasks:
+        for r in board.rows_of(model, task):
+            score = esc(fmt.score(r.mean, r.std))
+            if r.best:
+                score = f'<span class="star" title="best mean of this task">★</span> <b>{score}</b>'
+            seeds = esc(fmt.seeds(r.ok, r.runs))
+            if r.failed:
+                seeds = f'<span class="failed">{seeds}</span>'
+            rows.append(f'<tr class="{"best" if r.best else ""}">' + "".join([
+                _cell(esc(task)), _cell(esc(r.method)), _cell(esc(fmt.metric_label(r.metric))), _cell(score, "num"),
+                _cell(seeds, "num"), _cell(esc(fmt.integer(r.n_eval)), "num"),
+                _cell(esc(fmt.integer(r.trainable_parameters)), "num"), _cell(esc(fmt.number(r.train_seconds)), "num"),
+                _cell(esc(fmt.number(r.eval_examples_per_second)), "num"),
+                _cell(esc(fmt.number(r.peak_memory_mb, 0)), "num")]) + "</tr>")  # fmt: skip
+    header = [("Task", ""), ("Method", ""), ("Metric", ""), ("Score (%, mean ± std)", "num"), ("Seeds ok", "num"),
+              ("Eval n", "num"), ("Trainable params", "num"), ("Train time (s)", "num"),
+              ("Eval throughput (ex/s)", "num"), ("Peak memory (MB)", "num")]  # fmt: skip
+    return _table(header, rows)
+
+
+def _charts(board: Leaderboard) -> list[str]:
+    methods = board.methods
+    colors = colors_for(methods)
+    out = []
+    for model in board.models:
+        rows: dict[tuple[str, str], Row] = {(r.task, r.method): r for r in board.rows if r.model == model}
+        tasks = [t for t in board.tasks if any(k[0] == t for k in rows)]
+        values = {k: (r.mean, r.std) for k, r in rows.items()}
+        suffix = f" ({model})" if len(board.models) > 1 else ""
+        out.append(bar_chart(f"Score per method and task{suffix}", tasks, methods, values, colors, "score (%)"))
+    markers = {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(board.tasks)}
+    points = [{"x": r.trainable_parameters, "y": r.mean, "series": r.method, "group": r.task,
+               "tip": f"{r.task} · {r.method}: {fmt.score(r.mean, r.std)}% with {r.trainable_parameters:,} "
+                      f"trainable parameters ({r.model})"}
+              for r in board.rows if r.mean is not None]  # fmt: skip
+    if points:
+        out.append(scatter_chart("Score against trainable parameters", points, colors, markers,
+                                 "trainable parameters (log scale; 0 at the left edge)", "score (%)"))  # fmt: skip
+    curves = _curve_charts(board, colors)
+    if curves:
+        out += curves
+    else:
+        out.append('<p class="note">No run logged a learning curve (records with a "step" and a loss or selection '
+                   "score in history.jsonl).</p>")  # fmt: skip
+    return out
+
+
+def _curve_charts(board: Leaderboard, colors: dict[str, str]) -> list[str]:
+    out = []
+    many_models = len(board.models) > 1
+    for model in board.models:
+        for task in board.tasks:
+            runs = [r for r in board.runs if r.model == model and r.task == task and r.status == "ok" and r.curves]
+            for name, label in (("loss", "training loss"), ("select", "selection score")):
+                lines = [{"series": r.method, "points": r.curves[name], "tip": f"{r.method} seed {r.seed}: {label}"}
+                         for r in runs if len(r.curves.get(name) or []) >= 1]  # fmt: skip
+                if not lines:
+                    continue
+                values = [p[1] for ln in lines for p in ln["points"]]
+                percent = name == "select" and all(0.0 <= v <= 1.0 for v in values)
+                title = f"Learning curves: {label} on {task}" + (f" ({model})" if many_models else "")
+                out.append(line_chart(title, lines, colors, "step", label + (" (%)" if percent else ""),
+                                      percent=percent))  # fmt: skip
+    return out
+
+
+def _failures(board: Leaderboard) -> str:
+    rows = []
+    for r in board.failures:
+        error = '<span class="failed">' + esc(r.error or "unknown error") + "</span>"
+        rows.append(f"<tr>{_cell(esc(r.model))}{_cell(esc(r.task))}{_cell(esc(r.method))}{_cell(r.seed, 'num')}"
+                    f"{_cell(error)}{_cell('<code>' + esc(r.run_dir) + '</code>')}</tr>")  # fmt: skip
+    return _table([("Model", ""), ("Task", ""), ("Method", ""), ("Seed", "num"), ("Error", ""), ("Run directory", "")],
+                  rows)  # fmt: skip
+
+
+def _prompts(board: Leaderboard) -> str:
+    rows = [f"<tr>{_cell(esc(r.task))}{_cell(esc(r.method))}{_cell(r.seed, 'num')}"
+            f"{_cell(esc(fmt.percent(r.score)), 'num')}{_cell(f'<span class=prompt>{esc(r.prompt_text)}</span>')}</tr>"
+            for r in board.runs if r.status == "ok"]  # fmt: skip
+    return _table([("Task", ""), ("Method", ""), ("Seed", "num"), ("Score (%)", "num"), ("Prompt", "")], rows)
+
+
+def _inspection(board: Leaderboard) -> list[str]:
+    soft = [(r, soft_summary(r.inspection)) for r in board.runs if r.status == "ok" and r.inspection]
+    soft = [(r, s) for r, s in soft if s is not None]
+    hard = [(r, hard_token_segments(r.inspection)) for r in board.runs if r.status == "ok" and r.inspection]
+    hard = [(r, h) for r, h in hard if h]
+    if not soft and not hard:
+        return []
+    out = ["<h2>Trained prompts, inspected</h2>"]
+    if soft:
+        out.append('<p class="note">Each soft vector is replaced by its nearest vocabulary token (cosine similarity); '
+                   "the resulting <i>projected</i> prompt is re-scored on the split named. The gap between the soft "
+                   "and projected scores says how faithful the readable version is. Norms are compared with the "
+                   "mean norm of the model's token embeddings.</p>")  # fmt: skip
+        rows = []
+        for r, s in soft:
+            rows.append("<tr>" + "".join([
+                _cell(esc(r.task)), _cell(esc(r.method)), _cell(r.seed, "num"), _cell(s["vectors"], "num"),
+                _cell(f"{esc(fmt.number(s['mean_norm'], 2))} ({esc(fmt.number(s['embedding_norm'], 2))})", "num"),
+                _cell(f"{esc(s['split'] or '–')} ({s['n']})"), _cell(esc(fmt.percent(s["soft_score"])), "num"),
+                _cell(esc(fmt.percent(s["projected_score"])), "num"), _cell(esc(fmt.number(s["gap_points"])), "num"),
+                _cell(f"<span class=prompt>{esc(s['projected_text'] or '')}</span>")]) + "</tr>")  # fmt: skip
+        out.append(_table([("Task", ""), ("Method", ""), ("Seed", "num"), ("Vectors", "num"),
+                           ("Mean norm (vocab mean)", "num"), ("Split (n)", ""), ("Soft (%)", "num"),
+                           ("Projected (%)", "num"), ("Gap (points)", "num"), ("Projected prompt", "")], rows))  # fmt: skip
+        for r, s in soft:
+            vrows = []
+            for seg in s["segments"]:
+                for v in seg["vectors"]:
+                    near = " ".join(f"<span class=prompt>{esc(repr(n['token']))}</span>&nbsp;{n['cosine']:.2f}"
+                                    for n in v["nearest"])  # fmt: skip
+                    norm = f"{v['norm']:.2f}"
+                    vrows.append(f"<tr>{_cell(esc(seg['name']))}{_cell(v['index'], 'num')}{_cell(norm, 'num')}"
+                                 f"{_cell(near)}</tr>")  # fmt: skip
+            out.append(f"<details><summary>{esc(r.method)} · {esc(r.task)} · seed {r.seed} ({esc(r.model)}): nearest "
+                       f"tokens of each vector</summary>"
+                       + _table([("Segment", ""), ("Vector", "num"), ("Norm", "num"), ("Nearest tokens (cosine)", "")],
+                                vrows) + "</details>")  # fmt: skip
+    if hard:
+        rows = []
+        for r, segs in hard:
+            text = "<br>".join(f"{esc(seg['name'])}: <span class=prompt>{esc(seg.get('text', ''))}</span> = "
+                               f"<code>{esc(seg['ids'])}</code>" for seg in segs)  # fmt: skip
+            rows.append(f"<tr>{_cell(esc(r.task))}{_cell(esc(r.method))}{_cell(r.seed, 'num')}{_cell(text)}</tr>")
+        out.append("<h3>Discrete token segments</h3>")
+        out.append(_table([("Task", ""), ("Method", ""), ("Seed", "num"), ("Tokens (text = ids)", "")], rows))
+    return out
+
+
+def _meta(board: Leaderboard) -> str:
+    meta = board.meta
+    items = []
+    for key, label in (("command", "Command"), ("machine", "Machine"), ("generated", "Generated"),
+                       ("promptopt", "promptopt")):  # fmt: skip
+        if meta.get(key):
+            value = f"<code>{esc(meta[key])}</code>" if key == "command" else esc(meta[key])
+            items.append(f"<li><b>{label}:</b> {value}</li>")
+    settings = meta.get("settings") or {}
+    if settings:
+        items.append("<li><b>Settings:</b> " + ", ".join(f"{esc(k)}={esc(v)}" for k, v in settings.items()) + "</li>")
+    for note in meta.get("notes") or []:
+        items.append(f"<li>{esc(note)}</li>")
+    return '<ul class="meta">' + "".join(items) + "</ul>" if items else ""
+
+
+def render_html(board: Leaderboard) -> str:
+    """The whole leaderboard as one HTML document that loads nothing (see the module docstring)."""
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{esc(board.title)}</title><style>{_CSS}</style></head>", "<body><main>",
+             f"<h1>{esc(board.title)}</h1>", _meta(board)]  # fmt: skip
+    for model in board.models:
+        parts += [f"<h2>Results: {esc(model)}</h2>", _results_table(board, model)]
+    parts.append('<p class="note">★ best mean of its task. Score: the task\'s metric on its evaluation split, mean ± '
+                 "sample standard deviation over the seeds that finished. Train time: the method's optimisation, mean "
+                 "over seeds. Throughput: evaluation examples per second. Peak memory: GPU peak allocation, or on CPU "
+                 "the process's peak resident memory (a suite runs in one process, so this includes every earlier "
+                 "run).</p>")  # fmt: skip
+    parts += ["<h2>Charts</h2>", '<div class="charts">', *_charts(board), "</div>"]
+    if board.failures:
+        parts += ["<h2>Failed runs</h2>", _failures(board)]
+    if any(r.status == "ok" for r in board.runs):
+        parts += ["<h2>Prompts</h2>", _prompts(board)]
+    parts += _inspection(board)
+    parts += [f'<p class="note">Generated by promptopt (report schema {board.schema_version}); this page contains no '
+              "script and loads nothing.</p>", "</main></body></html>"]  # fmt: skip
+    return "\n".join(p for p in parts if p) + "\n"

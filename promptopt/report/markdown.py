@@ -1,0 +1,128 @@
+"""The leaderboard as Markdown (GitHub-flavoured). Every dataset string and prompt text is escaped."""
+
+from __future__ import annotations
+
+import html
+
+from . import fmt
+from .inspection import hard_token_segments, soft_summary
+from .model import Leaderboard, Row
+
+_MD_SPECIAL = "`*_[]|#~!{}"
+
+
+def md(text) -> str:
+    """Text safe inside a Markdown table cell: HTML entities escaped, Markdown punctuation backslash-escaped."""
+    out = html.escape(str(text), quote=False).replace("\\", "\\\\")
+    for ch in _MD_SPECIAL:
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("\n", " ").replace("\r", " ")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _score_cell(row: Row) -> str:
+    text = fmt.score(row.mean, row.std)
+    return f"**{text}** ★" if row.best else text
+
+
+def meta_lines(board: Leaderboard) -> list[str]:
+    meta = board.meta
+    out = []
+    for key, label in (("command", "Command"), ("machine", "Machine"), ("generated", "Generated"),
+                       ("promptopt", "promptopt")):  # fmt: skip
+        if meta.get(key):
+            value = meta[key]
+            out.append(f"- {label}: `{value}`" if key == "command" and "`" not in str(value) else f"- {label}: {md(value)}")
+    settings = meta.get("settings") or {}
+    if settings:
+        out.append("- Settings: " + ", ".join(f"{md(k)}={md(v)}" for k, v in settings.items()))
+    for note in meta.get("notes") or []:
+        out.append(f"- {md(note)}")
+    return out
+
+
+def render_markdown(board: Leaderboard) -> str:
+    """The leaderboard as Markdown: results per model, failed runs, prompts, and the soft-prompt inspection."""
+    lines = [f"# {md(board.title)}", ""]
+    meta = meta_lines(board)
+    if meta:
+        lines += meta + [""]
+    for model in board.models:
+        lines += [f"## Results: {md(model)}", ""]
+        body = []
+        for task in board.tasks:
+            for row in board.rows_of(model, task):
+                body.append([md(task), md(row.method), md(fmt.metric_label(row.metric)), _score_cell(row),
+                             fmt.seeds(row.ok, row.runs), fmt.integer(row.n_eval), fmt.integer(row.trainable_parameters),
+                             fmt.number(row.train_seconds), fmt.number(row.eval_examples_per_second),
+                             fmt.number(row.peak_memory_mb, 0)])  # fmt: skip
+        lines += _table(["Task", "Method", "Metric", "Score (%, mean ± std)", "Seeds ok", "Eval n", "Trainable params",
+                         "Train time (s)", "Eval throughput (ex/s)", "Peak memory (MB)"], body)  # fmt: skip
+        lines.append("")
+    lines += [
+        "★ best mean of its task. Score: the task's metric on its evaluation split, mean ± sample standard deviation "
+        "over the seeds that finished. Train time: the method's optimisation, mean over seeds. Throughput: evaluation "
+        "examples per second. Peak memory: GPU peak allocation, or on CPU the process's peak resident memory "
+        "(a suite runs in one process, so this includes every earlier run).",
+        "",
+    ]
+    failures = board.failures
+    if failures:
+        lines += ["## Failed runs", ""]
+        lines += _table(["Model", "Task", "Method", "Seed", "Error"],
+                        [[md(r.model), md(r.task), md(r.method), str(r.seed), md(r.error or "unknown error")]
+                         for r in failures])  # fmt: skip
+        lines.append("")
+    ok_runs = [r for r in board.runs if r.status == "ok"]
+    if ok_runs:
+        lines += ["## Prompts", ""]
+        lines += _table(["Model", "Task", "Method", "Seed", "Score (%)", "Prompt"],
+                        [[md(r.model), md(r.task), md(r.method), str(r.seed), fmt.percent(r.score),
+                          md(fmt.one_line(r.prompt_text))] for r in ok_runs])  # fmt: skip
+        lines.append("")
+    lines += _inspection_lines(board)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _inspection_lines(board: Leaderboard) -> list[str]:
+    soft = [(r, soft_summary(r.inspection)) for r in board.runs if r.inspection]
+    soft = [(r, s) for r, s in soft if s is not None]
+    hard = [(r, hard_token_segments(r.inspection)) for r in board.runs if r.inspection]
+    hard = [(r, h) for r, h in hard if h]
+    if not soft and not hard:
+        return []
+    lines = ["## Trained prompts, inspected", ""]
+    if soft:
+        lines += [
+            "Each soft vector replaced by its nearest vocabulary token (cosine similarity) gives the *projected* prompt, "
+            "re-scored on the split named; the gap between the two scores says how faithful the readable version is.",
+            "",
+        ]
+        lines += _table(["Model", "Task", "Method", "Seed", "Vectors", "Mean norm (vocab mean)", "Split (n)",
+                         "Soft (%)", "Projected (%)", "Gap (points)", "Projected prompt"],
+                        [[md(r.model), md(r.task), md(r.method), str(r.seed), str(s["vectors"]),
+                          f"{fmt.number(s['mean_norm'], 2)} ({fmt.number(s['embedding_norm'], 2)})",
+                          f"{md(s['split'] or '–')} ({s['n']})", fmt.percent(s["soft_score"]),
+                          fmt.percent(s["projected_score"]), fmt.number(s["gap_points"]),
+                          md(fmt.one_line(s["projected_text"] or ""))] for r, s in soft])  # fmt: skip
+        lines.append("")
+        for r, s in soft:
+            lines += [f"<details><summary>{md(r.method)} · {md(r.task)} · seed {r.seed}: nearest tokens per vector"
+                      "</summary>", ""]  # fmt: skip
+            for seg in s["segments"]:
+                for v in seg["vectors"]:
+                    near = ", ".join(f"{md(repr(n['token']))} {n['cosine']:.2f}" for n in v["nearest"])
+                    lines.append(f"- {md(seg['name'])}[{v['index']}] norm {v['norm']:.2f}: {near}")
+            lines += ["", "</details>", ""]
+    if hard:
+        lines += _table(["Model", "Task", "Method", "Seed", "Token segments (text = ids)"],
+                        [[md(r.model), md(r.task), md(r.method), str(r.seed),
+                          "; ".join(f"{md(seg['name'])}: {md(repr(seg['text']))} = {md(seg['ids'])}" for seg in h)]
+                         for r, h in hard])  # fmt: skip
+        lines.append("")
+    return lines
