@@ -121,7 +121,7 @@ def prepare_data(task: TaskSpec, opts: RunOptions, needs_train: bool) -> tuple[d
     data["train"] = sample(train, opts.max_train, opts.seed, "train")
     data["select"] = sample(data["select"], opts.max_eval, opts.seed, "select")
     data["eval"] = sample(task.load_split(eval_split), opts.max_eval, opts.seed, "eval")
-    described = {"select": select_split, "eval": eval_split, **{k: len(v) for k, v in data.items()}}
+    described = {"select_split": select_split, "eval_split": eval_split, **{k: len(v) for k, v in data.items()}}
     return data, described
 
 

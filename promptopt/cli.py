@@ -100,9 +100,9 @@ def run(method, task, model, model_kind, seed, output, max_train, shots, max_eva
     metrics = result.metrics["eval"]
     click.echo(f"prompt:    {result.prompt_text!r}")
     if result.select_metrics:
-        click.echo(f"select:    {result.select_metrics.get('score', 0):.4f} on {result.config['data']['select']}")
+        click.echo(f"select:    {result.select_metrics.get('score', 0):.4f} on {result.config['data']['select']} examples of {result.config['data']['select_split']}")
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
-    click.echo(f"eval:      {shown} on {metrics['n']} examples of {result.config['data']['eval']}")
+    click.echo(f"eval:      {shown} on {metrics['n']} examples of {result.config['data']['eval_split']}")
     click.echo(f"time:      optimise {result.train_seconds:.1f}s, evaluate {result.eval_seconds:.1f}s "
                f"({result.eval_examples_per_second:.1f} ex/s)")  # fmt: skip
     click.echo(f"written:   {result.output_dir}")
