@@ -275,3 +275,51 @@ def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no
     result = inspect_run(run_dir, split=split, max_eval=max_eval, top_k=top_k, batch_size=batch_size, device=device,
                          write=not no_write)  # fmt: skip
     click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False) if as_json else render_text(result))
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--prompt", "prompt_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-f", "--field", "fields", multiple=True, help="Input field NAME=VALUE (for prompts with several fields).")
+@click.option("--model", default=None, help="Default: the model the prompt was made for.")
+@click.option("--max-new-tokens", default=32, show_default=True, type=int)
+@click.option("--temperature", default=0.0, show_default=True, type=float, help="0 = greedy; > 0 samples (seeded).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-cache", is_flag=True, help="Recompute the whole sequence at every step (same output, slower).")
+@click.option("--device", default=None)
+def generate(text, prompt_dir, fields, model, max_new_tokens, temperature, seed, no_cache, device):
+    """Generate a continuation of a saved prompt filled with TEXT (its context up to {answer})."""
+    from .engine.model import load_model
+    from .generate import fill_inputs
+    from .generate import generate as run_generate
+    from .prompt import Prompt
+
+    prompt = Prompt.load(prompt_dir)
+    inputs = fill_inputs(prompt, text, cfg.parse_pairs(fields))
+    lm = load_model(model or prompt.meta.get("model"), device=device)
+    out = run_generate(lm, prompt, inputs, max_new_tokens=max_new_tokens, use_cache=not no_cache,
+                       temperature=temperature, seed=seed)  # fmt: skip
+    click.echo(out.text)
+
+
+@cli.command("export-peft")
+@click.option("--prompt", "prompt_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--output", required=True, type=click.Path(file_okay=False), help="Adapter directory to write.")
+@click.option("--model", default=None, help="Base model named in the adapter (default: the prompt's model).")
+def export_peft_cmd(prompt_dir, output, model):
+    """Write a saved prompt (vectors in front) as a PEFT prompt-tuning adapter directory."""
+    from .interop_peft import export_peft
+
+    click.echo(f"written: {export_peft(prompt_dir, output, model=model)}")
+
+
+@cli.command("import-peft")
+@click.argument("adapter_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--output", required=True, type=click.Path(file_okay=False), help="Prompt directory to write.")
+@click.option("-t", "--template", default=None, help="Template starting with the adapter's [P*n] (default: the one "
+              "saved by export-peft, else '[P*n]{text}{answer}').")  # fmt: skip
+def import_peft_cmd(adapter_dir, output, template):
+    """Turn a PEFT prompt-tuning adapter directory into a promptopt prompt directory."""
+    from .interop_peft import import_peft
+
+    click.echo(f"written: {import_peft(adapter_dir, output, template=decode_escapes(template) if template else None)}")
