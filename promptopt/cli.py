@@ -170,6 +170,29 @@ _register_plugin_commands()
 # -- leaderboards, reports, inspection -------------------------------------------------------------------------------
 
 
+def _command_line(ctx: click.Context) -> str:
+    """The command as typed, rebuilt from the options given on the command line (also under click's test runner)."""
+    import shlex
+    from click.core import ParameterSource
+
+    words = []
+    for c in (ctx.parent, ctx) if ctx.parent is not None else (ctx,):
+        if c is ctx:
+            words.append(ctx.info_name)
+        for param in c.command.params:
+            if c.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+                continue
+            value = c.params[param.name]
+            if not isinstance(param, click.Option):
+                words += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+            elif param.is_flag:
+                words.append(max(param.opts, key=len))
+            else:
+                for v in value if param.multiple else [value]:
+                    words += [max(param.opts, key=len), str(v)]
+    return "promptopt " + shlex.join(words)
+
+
 @cli.command()
 @click.option("--methods", default="all", show_default=True, help="Comma-separated method ids, or 'all' (every registered method).")
 @click.option("--tasks", default="tiny-reviews", show_default=True, help="Comma-separated task names or spec files.")
@@ -198,8 +221,6 @@ def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
-    import shlex
-
     from .api import RunOptions
     from .leaderboard import SuiteConfig, parse_seeds, run_suite
 
@@ -215,7 +236,7 @@ def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,
                          run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),
                          inspect=not no_inspect, title=title,
-                         meta={"command": "promptopt " + shlex.join(sys.argv[1:])})  # fmt: skip
+                         meta={"command": _command_line(click.get_current_context())})  # fmt: skip
 
     def show(entry, index, total):
         where = f"[{index}/{total}] {entry.model} / {entry.task} / {entry.method} / seed {entry.seed}"

@@ -46,7 +46,7 @@ class VectorReport:
 @dataclass
 class SegmentReport:
     """One segment: ``kind`` as in :class:`~promptopt.prompt.SegmentKind`; ``ids``/``tokens`` for text (tokenized on
-    its own) and token segments; ``vectors`` for soft segments."""
+    its own) and token segments; ``vectors`` for soft (vector) segments."""
 
     kind: str
     name: str = ""
@@ -116,17 +116,17 @@ def project(prompt: Prompt, lm: LoadedModel) -> Prompt:
     weight = lm.embeddings.weight.detach()
     segments = []
     for seg in prompt.segments:
-        if seg.kind == SegmentKind.SOFT:
+        if seg.kind == SegmentKind.VECTORS:
             _, ids = nearest_tokens(_values(prompt, seg), weight, 1)
             seg = Segment(SegmentKind.TOKENS, name=seg.name, n=seg.n, ids=tuple(ids[:, 0].tolist()))
         segments.append(seg)
-    names = {s.name for s in prompt.segments_of(SegmentKind.SOFT)}
-    soft = {k: v for k, v in prompt.soft.items() if k not in names}
-    return replace(prompt, segments=segments, soft=soft, template=None)
+    names = {s.name for s in prompt.segments_of(SegmentKind.VECTORS)}
+    vectors = {k: v for k, v in prompt.vectors.items() if k not in names}
+    return replace(prompt, segments=segments, vectors=vectors, template=None)
 
 
 def _values(prompt: Prompt, seg: Segment) -> torch.Tensor:
-    value = prompt.soft.get(seg.name)
+    value = prompt.vectors.get(seg.name)
     if value is None:
         raise PromptoptError(f"soft segment {seg.name!r} has no values (an untrained prompt?)")
     return value
@@ -151,7 +151,7 @@ def _segment_report(seg: Segment, prompt: Prompt, lm: LoadedModel, top_k: int) -
     vectors = [VectorReport(i, round(norms[i], 4), [NearestToken(int(t), tok.decode([int(t)]), round(float(c), 4))
                                                     for c, t in zip(cos[i], ids[i])])
                for i in range(values.shape[0])]  # fmt: skip
-    return SegmentReport("soft", name=seg.name, vectors=vectors)
+    return SegmentReport("vectors", name=seg.name, vectors=vectors)
 
 
 def inspect_prompt(prompt: Prompt, lm: LoadedModel, scorer: Scorer | None = None, examples: list[Example] | None = None,
@@ -177,9 +177,9 @@ def inspect_prompt(prompt: Prompt, lm: LoadedModel, scorer: Scorer | None = None
 
 
 def rescoring_examples(task, config: dict, split: str | None = None, max_eval: int | None = None) -> tuple[str, list[Example]]:
-    """The examples a run's prompt is re-scored on: ``split`` (default dev, else the run's selection split),
-    subsampled as the run subsampled its selection split (same seed, same size), so that with the defaults they
-    are the very examples the run chose its prompt on."""
+    """The examples a run's prompt is re-scored on: ``split`` (default: the run's selection split as recorded in its
+    config, else dev), subsampled as the run subsampled its selection split (same seed, same size), so that with the
+    defaults they are the very examples the run chose its prompt on."""
     from .api import RunOptions, prepare_data, sample
 
     seed = int(config.get("seed", 0))
@@ -187,7 +187,7 @@ def rescoring_examples(task, config: dict, split: str | None = None, max_eval: i
     n = max_eval
     if n is None:
         n = next((data[k] for k in ("select_n", "select") if isinstance(data.get(k), int)), None)
-    split = split or ("dev" if "dev" in task.available_splits else "select")
+    split = split or data.get("select_split") or ("dev" if "dev" in task.available_splits else "select")
     if split in task.available_splits:
         return split, sample(task.load_split(split), n, seed, "select")
     if split == "select" or split.startswith("holdout:"):
@@ -215,7 +215,7 @@ def inspect_run(run_dir: str | Path, lm: LoadedModel | None = None, split: str |
     prompt = Prompt.load(run_dir / "prompt")
     lm = lm or load_model(config.get("model"), device=device, kind=config.get("model_kind"))
     scorer = examples = None
-    if prompt.segments_of(SegmentKind.SOFT):
+    if prompt.segments_of(SegmentKind.VECTORS):
         task = get_task(config.get("task_spec") or config["task"], pm)
         split, examples = rescoring_examples(task, config, split, max_eval)
         scorer = Scorer(lm, task, batch_size=batch_size, padding_side=config.get("padding_side"))
@@ -234,8 +234,8 @@ def render_text(ins: Inspection) -> str:
             lines.append(f"text        {seg.text!r} = ids {seg.ids}")
         elif seg.kind == "tokens":
             lines.append(f"tokens {seg.name}: {seg.text!r} = ids {seg.ids}")
-        elif seg.kind == "soft":
-            lines.append(f"soft {seg.name}: {len(seg.vectors)} vectors (token embeddings: mean norm "
+        elif seg.kind == "vectors":
+            lines.append(f"vectors {seg.name}: {len(seg.vectors)} vectors (token embeddings: mean norm "
                          f"{ins.embedding_norm_mean:.2f}); nearest tokens by cosine:")  # fmt: skip
             for v in seg.vectors:
                 near = "  ".join(f"{n.token!r} {n.cosine:.2f}" for n in v.nearest)

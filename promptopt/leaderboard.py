@@ -206,7 +206,7 @@ def _needs_inspection(run_dir: Path) -> bool:
         prompt = read_json(run_dir / "prompt" / "prompt.json")
     except (OSError, json.JSONDecodeError):
         return False
-    return any(s.get("kind") in ("soft", "tokens") for s in prompt.get("segments", []))
+    return any(s.get("kind") in ("vectors", "tokens") for s in prompt.get("segments", []))
 
 
 def _record_failure(run_dir: Path, entry: SuiteEntry, exc: BaseException) -> None:

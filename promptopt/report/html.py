@@ -16,19 +16,19 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2433; background: #f6f7f9;
        margin: 0; }
-main { max-width: 1100px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
+main { max-width: 1200px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
 h1 { font-size: 26px; margin: 0 0 8px; } h2 { font-size: 19px; margin: 32px 0 10px; border-bottom: 1px solid #e3e6eb;
   padding-bottom: 4px; } h3 { font-size: 15px; margin: 20px 0 6px; }
 ul.meta { list-style: none; padding: 0; margin: 0 0 8px; color: #4a5568; } ul.meta li { margin: 2px 0; }
 code, .prompt { font: 12.5px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
 .prompt { white-space: pre-wrap; word-break: break-word; background: #f3f4f6; padding: 2px 5px; border-radius: 3px; }
-table { border-collapse: collapse; margin: 8px 0 6px; width: 100%; }
-th, td { padding: 5px 8px; border-bottom: 1px solid #e8eaee; text-align: left; vertical-align: top; }
+table { border-collapse: collapse; margin: 8px 0 6px; width: 100%; font-size: 13px; }
+th, td { padding: 4px 7px; border-bottom: 1px solid #e8eaee; text-align: left; vertical-align: top; }
 th { background: #f3f5f8; font-weight: 600; font-size: 13px; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.best td { background: #eef8f0; } .star { color: #1a7f37; font-weight: 700; }
 .failed { color: #b42318; } .note { color: #5a6473; font-size: 12.5px; }
-.charts { display: flex; flex-direction: column; gap: 14px; }
+.charts { display: flex; flex-wrap: wrap; gap: 14px; }
 svg.chart { background: #fff; border: 1px solid #e3e6eb; border-radius: 6px; max-width: 100%; height: auto; }
 svg .chart-title { font: 600 14px system-ui, sans-serif; fill: #1d2433; }
 svg .tick, svg .legend, svg .group { font: 11.5px system-ui, sans-serif; fill: #4a5568; }

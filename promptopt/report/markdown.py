@@ -8,7 +8,7 @@ from . import fmt
 from .inspection import hard_token_segments, soft_summary
 from .model import Leaderboard, Row
 
-_MD_SPECIAL = "`*_[]|#~!{}"
+_MD_SPECIAL = "`*_[]|~"
 
 
 def md(text) -> str:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#000000"]
 MARKERS = ["circle", "square", "triangle", "diamond"]
-WIDTH = 760
+WIDE = 1140  # a chart across the page
+NARROW = 562  # two side by side
 
 
 def esc(text) -> str:
@@ -65,11 +66,11 @@ class _Frame:
         return self.y1 - (v - self.ymin) / ((self.ymax - self.ymin) or 1) * (self.y1 - self.y0)
 
 
-def _open(title: str, height: int) -> list[str]:
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" '
+def _open(title: str, width: int, height: int) -> list[str]:
+    return [f'<svg viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}" role="img" aria-label="{esc(title)}" class="chart">',
             f"<title>{esc(title)}</title>",
-            f'<text x="{WIDTH / 2}" y="18" text-anchor="middle" class="chart-title">{esc(title)}</text>']  # fmt: skip
+            f'<text x="{width / 2}" y="18" text-anchor="middle" class="chart-title">{esc(title)}</text>']  # fmt: skip
 
 
 def _y_axis(f: _Frame, ticks: list[float], label: str, fmt=_num) -> list[str]:
@@ -104,13 +105,13 @@ def _marker(kind: str, x: float, y: float, color: str, tip: str, r: float = 5.0)
     return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" {style}>{title}</circle>'
 
 
-def _legend(items: list[tuple[str, str, str]], x: float, y: float) -> list[str]:
+def _legend(items: list[tuple[str, str, str]], x: float, y: float, width: int) -> list[str]:
     """One row of legend entries (label, colour, marker kind), wrapping at the chart's width."""
     out = []
     cx, cy = x, y
     for label, color, kind in items:
-        width = 24 + 7 * len(label)
-        if cx + width > WIDTH - 10 and cx > x:
+        step = 24 + 7 * len(label)
+        if cx + step > width - 10 and cx > x:
             cx, cy = x, cy + 18
         if kind == "line":
             out.append(f'<line x1="{cx:.1f}" x2="{cx + 14:.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="{color}" '
@@ -118,18 +119,18 @@ def _legend(items: list[tuple[str, str, str]], x: float, y: float) -> list[str]:
         else:
             out.append(_marker(kind, cx + 7, cy, color, label, r=4.5))
         out.append(f'<text x="{cx + 18:.1f}" y="{cy + 4:.1f}" class="legend">{esc(label)}</text>')
-        cx += width
+        cx += step
     return out
 
 
 def bar_chart(title: str, groups: list[str], series: list[str], values: dict, colors: dict[str, str],
-              y_label: str) -> str:  # fmt: skip
+              y_label: str, width: int = WIDE) -> str:  # fmt: skip
     """Grouped bars: one group per ``groups`` item, one bar per ``series`` item; ``values[(group, series)]`` is
     ``(mean, std or None)`` as fractions, drawn as percent with an error bar of one standard deviation."""
     height = 330
-    f = _Frame(56, WIDTH - 16, 48, height - 62, ymin=0.0, ymax=100.0)
-    out = _open(title, height)
-    out += _legend([(s, colors[s], "square") for s in series], f.x0, 34)
+    f = _Frame(56, width - 16, 48, height - 62, ymin=0.0, ymax=100.0)
+    out = _open(title, width, height)
+    out += _legend([(s, colors[s], "square") for s in series], f.x0, 34, width)
     out += _y_axis(f, nice_ticks(0, 100, 5), y_label)
     slot = (f.x1 - f.x0) / max(len(groups), 1)
     bar = min(40.0, slot * 0.8 / max(len(series), 1))
@@ -164,18 +165,26 @@ def _log1p_ticks(top: float) -> tuple[list[float], list[str]]:
     k = 1
     while 10**k <= max(top, 10) * 10 and k <= 12:
         ticks.append(math.log10(1 + 10**k))
-        labels.append(f"1e{k}" if k > 3 else f"{10**k:,}")
+        labels.append(_si(10**k))
         k += 1
     return ticks, labels
 
 
+def _si(n: float) -> str:
+    """1000 -> 1k, 2500000 -> 2.5M."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:g}{suffix}"
+    return f"{n:g}"
+
+
 def scatter_chart(title: str, points: list[dict], colors: dict[str, str], markers: dict[str, str], x_label: str,
-                  y_label: str) -> str:  # fmt: skip
+                  y_label: str, width: int = WIDE) -> str:  # fmt: skip
     """Score against trainable parameters, x on a log scale (``log10(1 + params)``, so 0 sits at the left edge).
 
     Each point: ``x`` (parameters), ``y`` (fraction), ``series`` (colour), ``group`` (marker), ``tip``."""
     height = 340
-    f = _Frame(56, WIDTH - 24, 48, height - 62)
+    f = _Frame(56, width - 24, 48, height - 62)
     xs = [math.log10(1 + max(p["x"], 0)) for p in points]
     ys = [100 * p["y"] for p in points]
     ticks, labels = _log1p_ticks(max((p["x"] for p in points), default=10))
@@ -184,9 +193,10 @@ def scatter_chart(title: str, points: list[dict], colors: dict[str, str], marker
     lo, hi = (min(ys), max(ys)) if ys else (0.0, 100.0)
     yt = nice_ticks(max(0.0, lo - 5), min(100.0, hi + 5) if hi > lo else hi + 5, 5)
     f.ymin, f.ymax = yt[0], yt[-1]
-    out = _open(title, height)
+    out = _open(title, width, height)
     series = list(colors)
-    out += _legend([(s, colors[s], "line") for s in series] + [(g, "#555", m) for g, m in markers.items()], f.x0, 34)
+    out += _legend([(s, colors[s], "line") for s in series] + [(g, "#555", m) for g, m in markers.items()], f.x0, 34,
+                   width)  # fmt: skip
     out += _y_axis(f, yt, y_label)
     for t, lab in ticks:
         out.append(f'<line x1="{f.x(t):.1f}" x2="{f.x(t):.1f}" y1="{f.y0:.1f}" y2="{f.y1:.1f}" class="grid"/>')
@@ -199,10 +209,10 @@ def scatter_chart(title: str, points: list[dict], colors: dict[str, str], marker
 
 
 def line_chart(title: str, lines: list[dict], colors: dict[str, str], x_label: str, y_label: str,
-               percent: bool = False) -> str:  # fmt: skip
+               percent: bool = False, width: int = NARROW) -> str:  # fmt: skip
     """Lines of ``[x, y]`` points; each line: ``series`` (colour and legend), ``points``, ``tip``."""
     height = 300
-    f = _Frame(64, WIDTH - 20, 48, height - 50)
+    f = _Frame(64, width - 20, 48, height - 50)
     scale = 100.0 if percent else 1.0
     xs = [p[0] for ln in lines for p in ln["points"]]
     ys = [scale * p[1] for ln in lines for p in ln["points"]]
@@ -212,8 +222,8 @@ def line_chart(title: str, lines: list[dict], colors: dict[str, str], x_label: s
     yt = nice_ticks(min(ys, default=0.0), max(ys, default=1.0), 5)
     f.ymin, f.ymax = yt[0], yt[-1]
     xt = [t for t in nice_ticks(f.xmin, f.xmax, 6) if f.xmin <= t <= f.xmax]
-    out = _open(title, height)
-    out += _legend([(s, colors[s], "line") for s in _unique(ln["series"] for ln in lines)], f.x0, 34)
+    out = _open(title, width, height)
+    out += _legend([(s, colors[s], "line") for s in _unique(ln["series"] for ln in lines)], f.x0, 34, width)
     out += _y_axis(f, yt, y_label, fmt=_num if percent else _short)
     for t in xt:
         out.append(f'<text x="{f.x(t):.1f}" y="{f.y1 + 16:.1f}" text-anchor="middle" class="tick">{esc(_num(t))}</text>')

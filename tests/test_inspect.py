@@ -1,0 +1,102 @@
+"""Inspecting prompts: nearest tokens of soft vectors, norms, the projected prompt's score; hard prompts' ids."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from promptopt.api import sample
+from promptopt.engine.scoring import Scorer
+from promptopt.inspect import Inspection, inspect_prompt, inspect_run, nearest_tokens, project, rescoring_examples
+from promptopt.io import read_json, write_json
+from promptopt.prompt import Prompt, SegmentKind
+
+
+def soft_prompt_from_tokens(lm, ids, noise: float = 0.0) -> Prompt:
+    weight = lm.embeddings.weight.detach()
+    values = weight[ids].clone()
+    if noise:
+        values += noise * torch.randn(values.shape, generator=torch.Generator().manual_seed(0))
+    return Prompt.from_template("[P*3] {text} It was{answer}").with_vectors({"p0": values})
+
+
+def test_vectors_equal_to_token_embeddings_project_to_those_tokens_and_score_the_same(tiny_lm, reviews_task):
+    ids = [7, 42, 99]
+    prompt = soft_prompt_from_tokens(tiny_lm, ids)
+    examples = reviews_task.load_split("dev")[:8]
+    result = inspect_prompt(prompt, tiny_lm, Scorer(tiny_lm, reviews_task), examples, split="dev")
+    vectors = result.segments[0].vectors
+    assert [v.nearest[0].id for v in vectors] == ids
+    assert all(v.nearest[0].cosine == pytest.approx(1.0, abs=1e-4) for v in vectors)
+    assert result.soft_score == result.projected_score and result.gap == 0.0
+    assert (result.split, result.n, result.metric) == ("dev", 8, "accuracy")
+    decoded = tiny_lm.tokenizer.decode(ids)
+    assert result.projected_text == decoded + " {text} It was{answer}"
+
+
+def test_each_vector_has_its_norm_and_five_nearest_tokens_by_cosine(tiny_lm):
+    prompt = soft_prompt_from_tokens(tiny_lm, [3, 4, 5], noise=0.5)
+    result = inspect_prompt(prompt, tiny_lm)
+    values = prompt.vectors["p0"]
+    weight = tiny_lm.embeddings.weight.detach()
+    for i, v in enumerate(result.segments[0].vectors):
+        assert v.norm == pytest.approx(float(values[i].norm()), abs=1e-3)
+        cos = torch.nn.functional.cosine_similarity(values[i].unsqueeze(0), weight, dim=-1)
+        assert [n.id for n in v.nearest] == cos.topk(5).indices.tolist()
+        assert [n.cosine for n in v.nearest] == sorted((n.cosine for n in v.nearest), reverse=True)
+        assert v.nearest[0].token == tiny_lm.tokenizer.decode([v.nearest[0].id])
+    assert result.soft_score is None  # no examples given: nothing re-scored
+    assert result.embedding_norm_mean == pytest.approx(float(weight.norm(dim=-1).mean()), abs=1e-3)
+
+
+def test_projection_turns_vector_segments_into_token_segments(tiny_lms):
+    lm = tiny_lms["causal"]
+    prompt = soft_prompt_from_tokens(lm, [10, 11, 12], noise=0.01)
+    projected = project(prompt, lm)
+    assert not projected.segments_of(SegmentKind.VECTORS) and not projected.vectors
+    _, ids = nearest_tokens(prompt.vectors["p0"], lm.embeddings.weight, 1)
+    assert projected.segments_of(SegmentKind.TOKENS)[0].ids == tuple(ids[:, 0].tolist())
+
+
+def test_hard_prompt_inspection_gives_text_and_token_ids_without_rescoring(tiny_lms):
+    lm = tiny_lms["causal"]
+    prompt = Prompt.from_template("Review: {text} [T*2] It was{answer}").with_tokens("t0", [21, 22])
+    result = inspect_prompt(prompt, lm)
+    kinds = [(s.kind, s.name) for s in result.segments]
+    assert kinds == [("text", ""), ("field", "text"), ("text", ""), ("tokens", "t0"), ("text", ""), ("answer", "")]
+    assert result.segments[0].ids == lm.tokenizer("Review: ", add_special_tokens=False)["input_ids"]
+    assert result.segments[3].ids == [21, 22] and result.segments[3].text == lm.tokenizer.decode([21, 22])
+    assert result.projected_text is None and result.soft_score is None and not result.has_soft
+
+
+def write_run_dir(tmp_path, lm, model_name: str, seed: int = 3, select: int = 8):
+    run_dir = tmp_path / "run"
+    soft_prompt_from_tokens(lm, [7, 8, 9], noise=0.2).save(run_dir / "prompt")
+    write_json(run_dir / "config.json", {"method": "fixture", "task": "tiny-reviews", "model": model_name,
+                                         "seed": seed, "data": {"select_split": "dev", "select": select}})  # fmt: skip
+    return run_dir
+
+
+def test_inspect_run_rescores_on_the_runs_selection_examples_and_writes_inspect_json(tmp_path, tiny_lms, reviews_task):
+    lm = tiny_lms["causal"]
+    run_dir = write_run_dir(tmp_path, lm, lm.name)
+    split, examples = rescoring_examples(reviews_task, read_json(run_dir / "config.json"))
+    assert split == "dev" and examples == sample(reviews_task.load_split("dev"), 8, 3, "select")
+    result = inspect_run(run_dir, lm=lm)
+    assert (result.split, result.n, result.method, result.seed) == ("dev", 8, "fixture", 3)
+    assert 0.0 <= result.soft_score <= 1.0 and 0.0 <= result.projected_score <= 1.0
+    assert Inspection.from_json(read_json(run_dir / "inspect.json")) == result
+
+
+def test_inspect_command_prints_nearest_tokens_and_the_gap(tmp_path, tiny_lms, tiny_model_dirs):
+    from click.testing import CliRunner
+
+    from promptopt.cli import cli
+
+    run_dir = write_run_dir(tmp_path, tiny_lms["causal"], str(tiny_model_dirs["causal"]))
+    result = CliRunner().invoke(cli, ["inspect", str(run_dir), "--device", "cpu", "--top-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "vectors p0: 3 vectors" in result.output and "projected:" in result.output and "gap" in result.output
+    assert (run_dir / "inspect.json").exists()
+    bad = CliRunner().invoke(cli, ["inspect", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a run directory" in bad.output

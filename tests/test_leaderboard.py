@@ -1,0 +1,233 @@
+"""Leaderboard suites on the tiny model: layout, resume, failures, method discovery, collection, the command."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from promptopt import hookimpl
+from promptopt.api import RunOptions
+from promptopt.api import run as api_run
+from promptopt.errors import ConfigError
+from promptopt.io import read_json
+from promptopt.leaderboard import (SuiteConfig, parse_seeds, read_curves, resolve_methods, run_suite,
+                                   split_method_options)  # fmt: skip
+from promptopt.methods import OptimizeResult, PromptOptimizer
+from promptopt.plugins import make_plugin_manager, optimizers
+from promptopt.prompt import Prompt
+
+
+class BoomOptimizer(PromptOptimizer):
+    name = "boom"
+    description = "fixture: always fails"
+
+    def optimize(self, run):
+        raise RuntimeError("the fixture method always fails")
+
+
+@dataclass
+class FixedSoftConfig:
+    scale: float = field(default=1.0, metadata={"help": "multiplies the vectors"})
+
+
+class FixedSoftOptimizer(PromptOptimizer):
+    """Fixture: 'trains' two soft vectors (a token's embedding, scaled) and logs a three-step history."""
+
+    name = "fixed-soft"
+    description = "fixture: soft vectors copied from token embeddings"
+    config_class = FixedSoftConfig
+
+    def optimize(self, run):
+        weight = run.lm.embeddings.weight.detach()
+        prompt = Prompt.from_template("[P*2] {text} It was{answer}").with_vectors({"p0": weight[[5, 6]] * self.config.scale})
+        for step in (1, 2, 3):
+            run.log({"step": step, "loss": 1.0 / step})
+        run.log({"step": 3, "select": run.evaluate(prompt, step=3).metrics})
+        return OptimizeResult(prompt=prompt, trainable_parameters=2 * weight.shape[1])
+
+
+class FixturePlugin:
+    def __init__(self):
+        self.started: list[tuple[str, int]] = []
+
+    @hookimpl
+    def register_optimizers(self, register):
+        register(BoomOptimizer)
+        register(FixedSoftOptimizer)
+
+    @hookimpl
+    def run_start(self, run):
+        self.started.append((run.method, run.seed))
+
+
+@pytest.fixture
+def fixture_pm():
+    plugin = FixturePlugin()
+    pm = make_plugin_manager(extra_plugins=[plugin])
+    try:
+        yield pm, plugin
+    finally:
+        pm.unregister(plugin)
+
+
+@pytest.fixture
+def loader(tiny_lms):
+    calls = []
+
+    def load(name):
+        calls.append(name)
+        return tiny_lms["causal"]
+
+    load.calls = calls
+    return load
+
+
+def suite(tmp_path, methods, seeds=(0,), **kwargs) -> SuiteConfig:
+    return SuiteConfig(methods=list(methods), tasks=["tiny-reviews"], seeds=list(seeds), models=["tiny"],
+                       output=str(tmp_path / "board"), run=RunOptions(max_eval=8, device="cpu", progress=False),
+                       **kwargs)  # fmt: skip
+
+
+def test_suite_runs_each_combination_into_its_own_run_directory_and_loads_the_model_once(tmp_path, fixture_pm, loader):
+    pm, plugin = fixture_pm
+    result = run_suite(suite(tmp_path, ["manual", "fixed-soft"], seeds=[0, 1]), pm=pm, load=loader)
+    assert loader.calls == ["tiny"]
+    assert sorted(plugin.started) == [("fixed-soft", 0), ("fixed-soft", 1), ("manual", 0), ("manual", 1)]
+    root = tmp_path / "board"
+    for method in ("manual", "fixed-soft"):
+        for seed in (0, 1):
+            assert (root / "tiny" / "tiny-reviews" / method / f"seed{seed}" / "result.json").exists()
+    assert all(e.status == "ok" and not e.skipped for e in result.entries)
+    assert set(result.reports) == {"md", "html", "json", "csv"} and all(p.exists() for p in result.reports.values())
+    assert [e["method"] for e in read_json(root / "suite.json")["entries"]] == ["manual", "manual", "fixed-soft",
+                                                                               "fixed-soft"]  # fmt: skip
+
+
+def test_trained_prompts_are_inspected_and_their_curves_reach_the_report(tmp_path, fixture_pm, loader):
+    pm, _ = fixture_pm
+    result = run_suite(suite(tmp_path, ["manual", "fixed-soft"]), pm=pm, load=loader)
+    runs = {r.method: r for r in result.board.runs}
+    assert runs["manual"].inspection is None  # a hand-written template has nothing to project
+    inspection = runs["fixed-soft"].inspection
+    assert inspection["split"] == "dev" and inspection["n"] == 8
+    assert [n["id"] for n in (v["nearest"][0] for v in inspection["segments"][0]["vectors"])] == [5, 6]
+    assert inspection["soft_score"] == inspection["projected_score"]  # the vectors are exactly those embeddings
+    assert runs["fixed-soft"].curves["loss"] == [[1, 1.0], [2, 0.5], [3, pytest.approx(1 / 3)]]
+    assert "select" in runs["fixed-soft"].curves
+    assert "nearest tokens per vector" in result.reports["md"].read_text()
+
+
+def test_rerunning_a_suite_skips_finished_runs(tmp_path, fixture_pm, loader):
+    pm, plugin = fixture_pm
+    config = suite(tmp_path, ["manual", "fixed-soft"], seeds=[0, 1])
+    run_suite(config, pm=pm, load=loader)
+    assert len(plugin.started) == 4
+    again = run_suite(config, pm=pm, load=loader)
+    assert len(plugin.started) == 4, "a finished run was run again"
+    assert loader.calls == ["tiny"], "nothing left to do, yet the model was loaded again"
+    assert all(e.skipped and e.status == "ok" for e in again.entries)
+    assert len(again.board.runs) == 4
+
+
+def test_a_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, fixture_pm, loader):
+    pm, plugin = fixture_pm
+    result = run_suite(suite(tmp_path, ["boom", "manual"], seeds=[0, 1]), pm=pm, load=loader)
+    status = {(e.method, e.seed): (e.status, e.error) for e in result.entries}
+    assert status["boom", 0] == ("failed", "RuntimeError: the fixture method always fails")
+    assert status["manual", 0][0] == status["manual", 1][0] == "ok"
+    error = read_json(tmp_path / "board" / "tiny" / "tiny-reviews" / "boom" / "seed1" / "error.json")
+    assert (error["method"], error["seed"], error["model"]) == ("boom", 1, "tiny") and "Traceback" in error["traceback"]
+    assert [(f.method, f.seed) for f in result.board.failures] == [("boom", 0), ("boom", 1)]
+    markdown = result.reports["md"].read_text()
+    assert "## Failed runs" in markdown and "the fixture method always fails" in markdown
+    run_suite(suite(tmp_path, ["boom", "manual"], seeds=[0, 1]), pm=pm, load=loader)
+    assert plugin.started.count(("boom", 0)) == 2 and plugin.started.count(("manual", 0)) == 1  # failures are retried
+
+
+def test_all_methods_means_every_method_the_plugin_manager_registers(fixture_pm):
+    pm, _ = fixture_pm
+    expected = sorted(optimizers(pm))
+    assert {"boom", "fixed-soft", "manual"} <= set(expected)
+    assert resolve_methods(["all"], pm) == resolve_methods([], pm) == expected
+
+
+def test_an_unknown_method_is_refused_before_anything_runs(tmp_path, fixture_pm, loader):
+    pm, _ = fixture_pm
+    with pytest.raises(ConfigError, match="no method \\['nope'\\]"):
+        run_suite(suite(tmp_path, ["manual", "nope"]), pm=pm, load=loader)
+    assert not (tmp_path / "board").exists() and loader.calls == []
+
+
+def test_method_options_go_to_the_methods_that_have_them(fixture_pm):
+    pm, _ = fixture_pm
+    methods = ["manual", "fixed-soft"]
+    assert split_method_options({"scale": "2"}, methods, pm) == {"manual": {}, "fixed-soft": {"scale": "2"}}
+    assert split_method_options({"fixed-soft.scale": "3"}, methods, pm)["fixed-soft"] == {"scale": "3"}
+    with pytest.raises(ConfigError, match="none of the methods"):
+        split_method_options({"nonsense": "1"}, methods, pm)
+    with pytest.raises(ConfigError, match="scale"):
+        split_method_options({"scale": "big"}, methods, pm)
+
+
+def test_runs_made_by_promptopt_run_can_be_collected_into_the_report(tmp_path, fixture_pm, loader, tiny_lms):
+    pm, _ = fixture_pm
+    single = tmp_path / "single"
+    api_run(RunOptions(method="manual", task="tiny-reviews", seed=7, output=str(single), max_eval=8, progress=False),
+            lm=tiny_lms["causal"], pm=pm)  # fmt: skip
+    result = run_suite(suite(tmp_path, ["manual"], collect=[str(single)]), pm=pm, load=loader)
+    assert sorted(r.seed for r in result.board.runs) == [0, 7]
+    assert result.board.rows[0].runs == 2
+
+
+def test_parse_seeds_takes_a_count_or_a_list():
+    assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("0,5,7") == [0, 5, 7]
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds("three")
+    with pytest.raises(ConfigError, match="at least 1"):
+        parse_seeds("0")
+
+
+def test_read_curves_keeps_numeric_steps_and_skips_what_it_cannot_read(tmp_path):
+    path = tmp_path / "history.jsonl"
+    lines = [{"step": 1, "loss": 0.9}, {"step": 2, "loss": float("nan")}, {"step": 2, "train_loss": 0.8},
+             {"template": "t", "select": {"score": 0.5}}, {"step": 4, "select_score": 0.75},
+             {"step": 5, "split": "select", "metrics": {"accuracy": 0.8}}]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n{not json\n")
+    assert read_curves(path) == {"loss": [[1, 0.9], [2, 0.8]], "select": [[4, 0.75], [5, 0.8]]}
+    path.write_text("".join(json.dumps({"step": s, "loss": float(s)}) + "\n" for s in range(1000)))
+    thinned = read_curves(path, max_points=50)["loss"]
+    assert len(thinned) == 50 and thinned[0] == [0, 0.0] and thinned[-1] == [999, 999.0]
+
+
+def test_leaderboard_command_runs_the_suite_then_resumes(tmp_path, tiny_model_dirs):
+    from click.testing import CliRunner
+
+    from promptopt.cli import cli
+
+    out = tmp_path / "board"
+    args = ["leaderboard", "--methods", "manual", "--tasks", "tiny-reviews", "--seeds", "2", "--models",
+            str(tiny_model_dirs["causal"]), "--output", str(out), "--max-eval", "8", "--device", "cpu",
+            "--steps", "5", "--title", "Tiny board"]  # fmt: skip
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "2 ok, 0 failed" in first.output and "report (html)" in first.output
+    markdown = (out / "report.md").read_text()
+    assert markdown.startswith("# Tiny board") and "train.steps=5" in markdown and "--seeds 2" in markdown
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0 and second.output.count("finished before, skipped") == 2
+
+
+def test_suite_config_rejects_empty_tasks_and_duplicate_seeds():
+    with pytest.raises(ConfigError, match="tasks"):
+        SuiteConfig(tasks=[])
+    with pytest.raises(ConfigError, match="duplicates"):
+        SuiteConfig(seeds=[1, 1])
+
+
+def test_fixture_soft_vectors_are_plain_tensors():  # guards the fixture the inspection test relies on
+    prompt = Prompt.from_template("[P*2] {text}{answer}").with_vectors({"p0": torch.ones(2, 4)})
+    assert prompt.vectors["p0"].dtype == torch.float32
