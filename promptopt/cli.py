@@ -213,11 +213,12 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--device", default=None, help="cuda, mps or cpu (default: best available).")
 @click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32).")
 @click.option("--title", default="promptopt leaderboard", show_default=True, help="Report title.")
+@click.option("--note", "notes", multiple=True, help="A line for the report's header, e.g. the budget (repeatable).")
 @click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
 @click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
 @_train_options
 def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_train, shots, max_eval, select_split,
-                eval_split, options, batch_size, device, dtype, title, no_inspect, progress, **train):  # fmt: skip
+                eval_split, options, batch_size, device, dtype, title, notes, no_inspect, progress, **train):  # fmt: skip
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
@@ -236,7 +237,7 @@ def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,
                          run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),
                          inspect=not no_inspect, title=title,
-                         meta={"command": _command_line(click.get_current_context())})  # fmt: skip
+                         meta={"command": _command_line(click.get_current_context()), "notes": list(notes)})  # fmt: skip
 
     def show(entry, index, total):
         where = f"[{index}/{total}] {entry.model} / {entry.task} / {entry.method} / seed {entry.seed}"

@@ -246,7 +246,7 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
     entries: list[SuiteEntry] = []
     for model in config.models:
         label = model_label(model)
-        lm: LoadedModel | None = None
+        loaded = _ModelSlot(model, load)
         for task in tasks:
             for method in methods:
                 for seed in config.seeds:
@@ -254,19 +254,17 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
                     entry = SuiteEntry(label, task.name, method, seed, str(out))
                     if (out / "result.json").exists():
                         entry.skipped = True
+                    elif loaded.get() is None:
+                        entry.status, entry.error = "failed", loaded.error
+                        _record_failure(out, entry, loaded.exception)
                     else:
-                        if lm is None:
-                            lm = load(model)
-                        _run_one(entry, out, run_opts, model, task, method, seed, per_method[method], lm, pm)
-                    if config.inspect and entry.status == "ok" and _needs_inspection(out):
-                        if lm is None:
-                            lm = load(model)
-                        _inspect_one(entry, out, lm, run_opts, pm)
+                        _run_one(entry, out, run_opts, model, task, method, seed, per_method[method], loaded.get(), pm)
+                    if config.inspect and entry.status == "ok" and _needs_inspection(out) and loaded.get() is not None:
+                        _inspect_one(entry, out, loaded.get(), run_opts, pm)
                     entries.append(entry)
                     if on_event:
                         on_event(entry, len(entries), len(combos))
-        del lm
-        gc.collect()
+        loaded.release()
     if config.inspect:
         _inspect_collected(config.collect, load, run_opts, pm)
     meta = {"command": config.meta.get("command"), "machine": machine_description(),
@@ -281,6 +279,33 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
     })  # fmt: skip
     board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
     return SuiteResult(entries, board, write_reports(board, root))
+
+
+class _ModelSlot:
+    """A model loaded on first use and kept until released; a failed load is remembered (and reported per run)."""
+
+    def __init__(self, name: str | None, load):
+        self.name, self.load = name, load
+        self.lm: LoadedModel | None = None
+        self.exception: Exception | None = None
+
+    @property
+    def error(self) -> str | None:
+        return None if self.exception is None else f"model {model_label(self.name)!r} failed to load: " + (
+            f"{type(self.exception).__name__}: {self.exception}")  # fmt: skip
+
+    def get(self) -> LoadedModel | None:
+        if self.lm is None and self.exception is None:
+            try:
+                self.lm = self.load(self.name)
+            except Exception as e:  # noqa: BLE001 - every run of this model fails with this message; others go on
+                self.exception = e
+                log.warning("%s", self.error)
+        return self.lm
+
+    def release(self) -> None:
+        self.lm = None
+        gc.collect()
 
 
 def _run_one(entry, out, run_opts, model, task, method, seed, method_options, lm, pm) -> None:
@@ -354,11 +379,20 @@ def _select_value(record: dict):
     return None
 
 
+STEP_KEYS = ("step", "iteration", "select_step")
+LOSS_KEYS = ("loss", "train_loss", "current_loss", "gradient_loss")
+
+
 def read_curves(path: str | Path, max_points: int = MAX_CURVE_POINTS) -> dict[str, list[list[float]]]:
-    """Learning curves from a ``history.jsonl``: records with a numeric ``step`` and a ``loss`` (or ``train_loss``)
-    and/or a selection score (``select`` as a number or a dict with ``score``/``accuracy``, ``select_score``, or
-    ``split == "select"`` with ``metrics``). Other records and unreadable lines are ignored."""
-    curves: dict[str, dict[float, float]] = {"loss": {}, "select": {}}
+    """Learning curves from a ``history.jsonl``, tolerant of what each method logs.
+
+    A record counts if it has a numeric step (``step``, ``iteration`` or ``select_step``) and a loss (``loss``,
+    ``train_loss``, ``current_loss`` or ``gradient_loss``) and/or a selection score (``select`` as a number or as a
+    dict with ``score``/``accuracy``, ``select_score``, or ``split == "select"`` with ``metrics``). Other records and
+    unreadable lines are skipped. When a run trained several templates one after another (records naming a
+    ``template``), the curves of the last one are kept. Long curves are thinned to ``max_points``.
+    """
+    per_template: dict = {}
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -368,17 +402,23 @@ def read_curves(path: str | Path, max_points: int = MAX_CURVE_POINTS) -> dict[st
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if not isinstance(record, dict) or not _is_number(record.get("step")):
+        if not isinstance(record, dict):
             continue
-        step = record["step"]
-        loss = next((record[k] for k in ("loss", "train_loss") if _is_number(record.get(k))), None)
+        step = next((record[k] for k in STEP_KEYS if _is_number(record.get(k))), None)
+        if step is None:
+            continue
+        loss = next((record[k] for k in LOSS_KEYS if _is_number(record.get(k))), None)
+        select = _select_value(record)
+        if loss is None and select is None:
+            continue
+        curves = per_template.pop(str(record.get("template")), None) or {"loss": {}, "select": {}}
+        per_template[str(record.get("template"))] = curves  # re-inserted: the last template trained comes last
         if loss is not None:
             curves["loss"][step] = float(loss)
-        select = _select_value(record)
         if select is not None:
             curves["select"][step] = float(select)
     out = {}
-    for name, points in curves.items():
+    for name, points in (list(per_template.values())[-1] if per_template else {}).items():
         pts = [[s, v] for s, v in sorted(points.items())]
         if len(pts) > max_points:  # keep the first and last point and an even spread between
             idx = sorted({round(i * (len(pts) - 1) / (max_points - 1)) for i in range(max_points)})

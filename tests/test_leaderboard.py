@@ -147,6 +147,22 @@ def test_a_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, fixture_pm, l
     assert plugin.started.count(("boom", 0)) == 2 and plugin.started.count(("manual", 0)) == 1  # failures are retried
 
 
+def test_a_model_that_fails_to_load_fails_its_runs_and_the_other_models_go_on(tmp_path, fixture_pm, tiny_lms):
+    pm, _ = fixture_pm
+
+    def load(name):
+        if name == "broken":
+            raise OSError("no such model")
+        return tiny_lms["causal"]
+
+    config = suite(tmp_path, ["manual"], seeds=[0, 1])
+    config.models = ["broken", "tiny"]
+    result = run_suite(config, pm=pm, load=load)
+    assert [(e.model, e.status) for e in result.entries] == [("broken", "failed")] * 2 + [("tiny", "ok")] * 2
+    assert result.entries[0].error == "model 'broken' failed to load: OSError: no such model"
+    assert {(f.model, f.seed) for f in result.board.failures} == {("broken", 0), ("broken", 1)}
+
+
 def test_all_methods_means_every_method_the_plugin_manager_registers(fixture_pm):
     pm, _ = fixture_pm
     expected = sorted(optimizers(pm))
@@ -198,6 +214,13 @@ def test_read_curves_keeps_numeric_steps_and_skips_what_it_cannot_read(tmp_path)
              {"step": 5, "split": "select", "metrics": {"accuracy": 0.8}}]  # fmt: skip
     path.write_text("\n".join(json.dumps(r) for r in lines) + "\n{not json\n")
     assert read_curves(path) == {"loss": [[1, 0.9], [2, 0.8]], "select": [[4, 0.75], [5, 0.8]]}
+    search = [{"iteration": 1, "current_loss": 0.7, "gradient_loss": 0.9}, {"select_step": 1, "select": {"score": 0.6}}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in search))
+    assert read_curves(path) == {"loss": [[1, 0.7]], "select": [[1, 0.6]]}
+    two = [{"template": "a", "step": 1, "loss": 5.0}, {"template": "b", "step": 1, "loss": 2.0},
+           {"template": "b", "step": 2, "loss": 1.0}]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in two))
+    assert read_curves(path) == {"loss": [[1, 2.0], [2, 1.0]]}
     path.write_text("".join(json.dumps({"step": s, "loss": float(s)}) + "\n" for s in range(1000)))
     thinned = read_curves(path, max_points=50)["loss"]
     assert len(thinned) == 50 and thinned[0] == [0, 0.0] and thinned[-1] == [999, 999.0]
