@@ -12,6 +12,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 TINY_REVIEWS = REPO / "datasets" / "tiny_reviews"
 SHARED = Path(os.environ.get("PROMPTOPT_DATA", REPO.parent / "shared" / "datasets"))
+# the GPU check runs the same suite with PROMPTOPT_TEST_DEVICE=cuda (benchmarks/gpu_check.sh)
+DEVICE = os.environ.get("PROMPTOPT_TEST_DEVICE", "cpu")
 
 CORPUS = [
     line["text"] for split in ("train", "dev", "test")
@@ -83,7 +85,7 @@ def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
 def tiny_lms(tiny_model_dirs):
     from promptopt.engine import load_model
 
-    return {kind: load_model(str(path), device="cpu") for kind, path in tiny_model_dirs.items()}
+    return {kind: load_model(str(path), device=DEVICE, dtype="float32") for kind, path in tiny_model_dirs.items()}
 
 
 @pytest.fixture(params=["causal", "masked"])

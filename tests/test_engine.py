@@ -23,7 +23,7 @@ def direct_causal_logprob(lm, context: str, continuation: str) -> float:
     tok = lm.tokenizer
     ctx = tok(context, add_special_tokens=True)["input_ids"]
     cont = tok(continuation, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([ctx + cont])
+    ids = torch.tensor([ctx + cont], device=lm.device)
     with torch.no_grad():
         logp = torch.log_softmax(lm.model(input_ids=ids).logits.float(), dim=-1)[0]
     return sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont))
@@ -31,7 +31,7 @@ def direct_causal_logprob(lm, context: str, continuation: str) -> float:
 
 def direct_masked_logprob(lm, text_with_mask: str, word: str) -> float:
     tok = lm.tokenizer
-    enc = tok(text_with_mask, return_tensors="pt")
+    enc = tok(text_with_mask, return_tensors="pt").to(lm.device)
     pos = (enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0]
     with torch.no_grad():
         logp = torch.log_softmax(lm.model(**enc).logits.float(), dim=-1)[0, pos]
@@ -84,7 +84,7 @@ def test_masked_multi_token_word_uses_one_mask_per_token(tiny_lms, reviews_task)
     scorer = Scorer(lm, reviews_task)
     prompt = Prompt.from_template("{text} It was {answer}.", label_words={"negative": [word], "positive": ["positive"]})
     got = scorer.class_scores(prompt, examples()[:1])
-    enc = lm.tokenizer(f"{TEXTS[0]} It was " + " ".join(["[MASK]"] * len(ids)) + ".", return_tensors="pt")
+    enc = lm.tokenizer(f"{TEXTS[0]} It was " + " ".join(["[MASK]"] * len(ids)) + ".", return_tensors="pt").to(lm.device)
     masks = (enc["input_ids"][0] == lm.tokenizer.mask_token_id).nonzero()[:, 0]
     with torch.no_grad():
         logp = torch.log_softmax(lm.model(**enc).logits.float(), -1)[0]
@@ -110,7 +110,7 @@ def test_collate_pads_on_the_requested_side_with_continuing_positions(tiny_lms, 
     scorer = Scorer(lm, reviews_task, padding_side=side)
     prompt = Prompt.from_template("{text}{answer}")
     encs = [scorer.encoder.encode(prompt, ex.inputs, VectorLayout({}, None)) for ex in examples()]
-    batch = collate(encs, scorer.encoder.pad_id, side, "cpu")
+    batch = collate(encs, scorer.encoder.pad_id, side, lm.device)
     for row, enc in enumerate(encs):
         n = len(enc.ids)
         mask = batch.attention_mask[row]
@@ -184,7 +184,7 @@ def test_fact_retrieval_scores_the_whole_vocabulary(tiny_lm, tmp_path):
     prompt = Prompt.from_template(task.templates[0])
     facts = task.load_split("test")
     logp = scorer.vocab_logprobs(prompt, facts)
-    assert logp.shape == (2, tiny_lm.vocab_size) and torch.allclose(logp.exp().sum(-1), torch.ones(2), atol=1e-4)
+    assert logp.shape == (2, tiny_lm.vocab_size) and torch.allclose(logp.exp().sum(-1).cpu(), torch.ones(2), atol=1e-4)
     result = scorer.evaluate(prompt, facts)
     assert result.metrics["n"] == 1 and result.metrics["dropped_multi_token_answers"] == 1  # 'unremarkably' is 2 tokens
     top = int(logp[0].argmax())

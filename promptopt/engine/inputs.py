@@ -250,5 +250,5 @@ def embed(lm: LoadedModel, batch: Batch, table: torch.Tensor | None) -> torch.Te
     emb = lm.embeddings(batch.input_ids)
     if batch.vector_index is not None:
         b, p, r = batch.vector_index
-        emb = emb.index_put((b, p), table[r].to(emb.dtype))
+        emb = emb.index_put((b, p), table[r.to(table.device)].to(device=emb.device, dtype=emb.dtype))
     return emb

