@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -212,11 +212,16 @@ class Scorer:
     # -- differentiable scores ---------------------------------------------------------------------------------
     def class_scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """``(N, C)`` class log-likelihoods; differentiable with respect to ``vectors`` when grad is enabled."""
-        verb = self.verbalizer(prompt)
         layout = VectorLayout.build(prompt, vectors)
-        enc = self.encoder
-        contexts = [enc.encode(prompt, ex.inputs, layout) for ex in examples]
-        first = torch.log_softmax(self._logits_at(contexts, layout.table)[:, 0], dim=-1)  # (N, V)
+
+        def encode(**kwargs):
+            return [self.encoder.encode(prompt, ex.inputs, layout, **kwargs) for ex in examples]
+
+        return self._class_scores(self.verbalizer(prompt), encode, lambda encs: self._logits_at(encs, layout.table))
+
+    def _class_scores(self, verb: Verbalizer, encode, logits_at) -> torch.Tensor:
+        """Class log-likelihoods of the rows ``encode(**kwargs)`` gives, with logits from ``logits_at(encs)``."""
+        first = torch.log_softmax(logits_at(encode())[:, 0], dim=-1)  # (rows, V)
         per_label = []
         for word_ids in verb.ids:
             word_scores = []
@@ -225,11 +230,11 @@ class Scorer:
                     word_scores.append(first[:, ids[0]])
                     continue
                 if self.lm.kind == ModelKind.CAUSAL:
-                    encs = [enc.encode(prompt, ex.inputs, layout, continuation=ids) for ex in examples]
+                    encs = encode(continuation=ids)
                 else:
-                    encs = [enc.encode(prompt, ex.inputs, layout, answer_len=len(ids)) for ex in examples]
-                logp = torch.log_softmax(self._logits_at(encs, layout.table), dim=-1)  # (N, m, V)
-                target = torch.tensor(ids, device=logp.device).expand(len(examples), -1)
+                    encs = encode(answer_len=len(ids))
+                logp = torch.log_softmax(logits_at(encs), dim=-1)  # (rows, m, V)
+                target = torch.tensor(ids, device=logp.device).expand(logp.shape[0], -1)
                 word_scores.append(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1))
             per_label.append(torch.logsumexp(torch.stack(word_scores, dim=-1), dim=-1))
         return torch.stack(per_label, dim=-1)
@@ -259,6 +264,119 @@ class Scorer:
     def loss(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """Mean cross-entropy of the gold class (or gold answer token) under :meth:`scores`."""
         return torch.nn.functional.cross_entropy(self.scores(prompt, examples, vectors), self.targets(prompt, examples))
+
+    # -- several prompts at once ---------------------------------------------------------------------------------
+    def scores_many(self, prompts: list[Prompt], examples: list[Example], vectors=None) -> torch.Tensor:
+        """``(P, N, K)``: :meth:`scores` of every prompt on every example, computed together.
+
+        The P*N (prompt, example) rows go through the model in one forward pass (plus one per multi-token label
+        word, as in :meth:`class_scores`), so re-scoring many prompts that differ in a few tokens costs a few large
+        batches instead of P small ones. For a causal LM, the beginning of an example's input that all the prompts
+        share (e.g. ``Review: {sentence}`` in front of the tokens that differ) is computed once per example and its
+        keys/values are reused by every prompt's row. The prompts must share their label words and answer prefix
+        (one verbalizer). ``vectors`` (as in :meth:`scores`) apply to every prompt; the result is differentiable with
+        respect to them, and for a causal LM the part of each input in front of them is computed without a graph.
+        """
+        if not prompts:
+            raise PromptoptError("scores_many needs at least one prompt")
+        classification = self.task.kind == TaskKind.CLASSIFICATION
+        verb = self.verbalizer(prompts[0]) if classification else None
+        if classification and any(self.verbalizer(p).ids != verb.ids for p in prompts[1:]):
+            raise PromptoptError("scores_many: every prompt must use the same label words and answer prefix")
+        layouts, parts, base = [], [], 0
+        for p in prompts:
+            layout = VectorLayout.build(p, vectors)
+            layouts.append((layout, base))
+            if layout.table is not None:
+                parts.append(layout.table)
+                base += layout.table.shape[0]
+        table = torch.cat(parts, dim=0) if parts else None
+
+        def encode(**kwargs):  # rows ordered prompt-major: row p * N + n is prompt p on example n
+            encs = []
+            for p, (layout, offset) in zip(prompts, layouts):
+                for ex in examples:
+                    e = self.encoder.encode(p, ex.inputs, layout, **kwargs)
+                    if offset:
+                        e.vectors = [(pos, row + offset) for pos, row in e.vectors]
+                    encs.append(e)
+            return encs
+
+        def logits_at(encs):
+            return self._logits_per_example_prefix(encs, table, len(examples))
+
+        n = len(examples)
+        if classification:
+            return self._class_scores(verb, encode, logits_at).view(len(prompts), n, -1)
+        return torch.log_softmax(logits_at(encode())[:, 0], dim=-1).view(len(prompts), n, -1)
+
+    def losses(self, prompts: list[Prompt], examples: list[Example], vectors=None) -> torch.Tensor:
+        """``(P,)``: :meth:`loss` of each prompt on the same examples, computed together by :meth:`scores_many`."""
+        scores = self.scores_many(prompts, examples, vectors)
+        return torch.stack([torch.nn.functional.cross_entropy(scores[i], self.targets(p, examples))
+                            for i, p in enumerate(prompts)])  # fmt: skip
+
+    def _logits_per_example_prefix(self, encs: list[Encoded], table, n_examples: int) -> torch.Tensor:
+        """:meth:`_logits_at` for rows ordered prompt-major over ``n_examples`` examples.
+
+        For a causal LM, each example's longest prefix common to all its rows (up to the first read position, and
+        up to the first vector row when the vectors need gradients) runs once; every row then runs only its own
+        remainder on top of those keys/values.
+        """
+        groups = [encs[i::n_examples] for i in range(n_examples)]
+        splits = [min(_common_prefix(g), min(min(e.read) for e in g)) for g in groups]
+        if table is not None and table.requires_grad:
+            splits = [min([s, *(p for e in g for p, _ in e.vectors)]) for s, g in zip(splits, groups)]
+        facts = self.facts
+        usable = self.lm.kind == ModelKind.CAUSAL and facts.head is not None and facts.share_ok
+        if not usable or min(splits) < 1 or (len(encs) == n_examples and not (table is not None and table.requires_grad)):
+            everyone = _common_prefix(encs)  # a prefix shared by the whole batch is still computed once
+            return self._logits_at([replace(e, shared=min(e.shared, everyone)) for e in encs], table)
+        device = self.lm.device
+        prefix = collate([_truncate(g[0], s) for g, s in zip(groups, splits)], self.encoder.pad_id, "left", device,
+                         offset=self._pos_offset)  # fmt: skip
+        out = self._run_base(embed(self.lm, prefix, table), prefix.attention_mask, prefix.position_ids,
+                             cache=_new_cache(None))  # fmt: skip
+        kv = _cache_tensors(getattr(out, self.facts.cache_arg, None) or getattr(out, "past_key_values", None))
+        example = torch.arange(len(encs), device=device) % n_examples
+        rest = collate([_drop_front(e, splits[i % n_examples]) for i, e in enumerate(encs)], self.encoder.pad_id,
+                       "right", device, offset=self._pos_offset)  # fmt: skip
+        position_ids = rest.position_ids + torch.tensor(splits, device=device)[example].unsqueeze(1)
+        cache = _new_cache([(k.index_select(0, example), v.index_select(0, example)) for k, v in kv])
+        mask = torch.cat([prefix.attention_mask.index_select(0, example), rest.attention_mask], dim=1)
+        out = self._run_base(embed(self.lm, rest, table), mask, position_ids, cache=cache)
+        return facts.head(_gather(out.last_hidden_state, rest.read)).float()
+
+    # -- hidden states ------------------------------------------------------------------------------------------
+    def answer_features(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
+        """``(N, H)``: at each example's answer position, the vector the output embedding matrix multiplies.
+
+        That is the final hidden state after any final norm or prediction-head transform, so that the answer
+        logits are ``features @ W.T (+ bias)`` with ``W = model.get_output_embeddings().weight``. For probes and
+        label-word search. Computed in batches of ``batch_size``; differentiable when grad is enabled.
+        """
+        out_emb = self.lm.model.get_output_embeddings()
+        if out_emb is None:
+            raise PromptoptError(f"{self.lm.name}: the model exposes no output embeddings")
+        layout = VectorLayout.build(prompt, vectors)
+        captured: list[torch.Tensor] = []
+        handle = out_emb.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        rows = []
+        try:
+            for i in range(0, len(examples), self.batch_size):
+                encs = [self.encoder.encode(prompt, ex.inputs, layout) for ex in examples[i : i + self.batch_size]]
+                captured.clear()
+                if self.facts.head is not None:
+                    self._logits_at(encs, layout.table)
+                    rows.append(captured[-1][:, 0])
+                else:  # the full model computes every position: pick the read positions out
+                    batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
+                    self.lm.model(inputs_embeds=embed(self.lm, batch, layout.table),
+                                  attention_mask=batch.attention_mask, position_ids=batch.position_ids)  # fmt: skip
+                    rows.append(_gather(captured[-1], batch.read)[:, 0])
+        finally:
+            handle.remove()
+        return torch.cat(rows, dim=0).float()
 
     def usable_examples(self, prompt: Prompt, examples: list[Example]) -> list[Example]:
         """Fact retrieval keeps facts whose answer is one token of this model's vocabulary (as LAMA does)."""
@@ -340,6 +458,30 @@ def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[Encoded]:
         out.append(Encoded(ids=row, vectors=[], read=[len(row) - 1], shared=4))
     out[1].ids[:4] = out[0].ids[:4]
     return out
+
+
+def _drop_front(enc: Encoded, n: int) -> Encoded:
+    """The part of ``enc`` from position ``n`` on, positions renumbered from 0."""
+    return Encoded(ids=enc.ids[n:], vectors=[(p - n, r) for p, r in enc.vectors if p >= n],
+                   read=[r - n for r in enc.read], shared=0)  # fmt: skip
+
+
+def _common_prefix(encs: list[Encoded]) -> int:
+    """How many leading positions (token id and vector row alike) every one of ``encs`` has in common."""
+    first = encs[0]
+    n = min(len(e.ids) for e in encs)
+    for e in encs[1:]:
+        k = 0
+        while k < n and e.ids[k] == first.ids[k]:
+            k += 1
+        n = k
+    rows = [dict(e.vectors) for e in encs]
+    for pos in sorted(p for p in rows[0] if p < n):
+        if any(r.get(pos) != rows[0][pos] for r in rows[1:]):
+            return pos
+    for r in rows[1:]:  # a vector row where the first encoding has a plain token
+        n = min([n, *(p for p in r if p < n and p not in rows[0])])
+    return n
 
 
 def _truncate(enc: Encoded, n: int) -> Encoded:

@@ -1,0 +1,393 @@
+"""AutoPrompt: gradient-guided search for discrete trigger tokens and label words (Shin et al., 2020).
+
+Trigger search. The template holds trigger slots anywhere (``"{sentence} [T*4] {answer}"``; if no template has any,
+``n_triggers`` slots are inserted before ``{answer}`` of the first template). Each iteration:
+
+1. accumulate the gradient of the training loss with respect to the trigger tokens' input embeddings over a few
+   batches (the engine embeds a TOKENS segment from vectors when they are given);
+2. for one trigger position (random or round-robin), rank the allowed tokens by the first-order estimate of the
+   loss decrease, ``-E @ grad`` (``E`` the input embedding matrix), and keep the top ``candidates``;
+3. re-score the current prompt and every candidate on a fresh batch with :meth:`Scorer.losses` (one batched forward
+   pass; a causal LM computes each example's common prefix once) and keep the best candidate if it lowers the loss.
+
+The prompt scoring best on the selection split is returned: a hard prompt whose token ids are saved in the artifact
+and are authoritative (its decoded text may tokenize differently). Works for causal LMs (answer read after the
+prompt) and masked LMs (answer at the mask), for classification and fact retrieval (answer over the vocabulary).
+
+Label-word search (``label_search=true``): fit a logistic regression on the answer-position features (the vectors
+the output embedding matrix multiplies) and propose, for each class, the ``label_k`` vocabulary tokens that score
+highest under ``weights @ output_embeddings.T``. :func:`search_label_words` gives any method a verbalizer.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from promptopt import hookimpl
+from promptopt.errors import ConfigError, PromptoptError
+from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
+from promptopt.prompt import Prompt, Segment, SegmentKind
+from promptopt.tasks import Example, TaskKind
+
+log = logging.getLogger(__name__)
+
+# a "word" token: letters or digits, optionally joined by ' or - (after stripping the leading space)
+_WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*")
+
+
+class PositionChoice(str, enum.Enum):
+    RANDOM = "random"
+    ROUND_ROBIN = "round-robin"
+
+
+@dataclass
+class AutoPromptConfig:
+    iterations: int | None = field(default=None, metadata={"help": "search iterations (default: the run's --steps)"})
+    candidates: int = field(default=10, metadata={"help": "k: tokens re-scored per iteration (top-k of the gradient estimate)"})
+    accumulation: int | None = field(default=None, metadata={"help": "batches whose gradients are summed per iteration (default: --grad-accum)"})
+    batch_size: int | None = field(default=None, metadata={"help": "examples per gradient batch; candidates are re-scored on `accumulation` fresh batches (default: --batch-size)"})
+    position: PositionChoice = field(default=PositionChoice.RANDOM, metadata={"help": "trigger position changed each iteration: random or round-robin"})
+    time_budget: float = field(default=0.0, metadata={"help": "stop searching after this many seconds (0 = no limit)"})
+    exclude: list[str] = field(default_factory=list, metadata={"help": "words never used as trigger tokens (comma-separated)"})
+    init_token: str = field(default="the", metadata={"help": "token every trigger slot starts as (a word, or a special token such as [MASK])"})
+    n_triggers: int = field(default=4, metadata={"help": "K: trigger slots inserted before {answer} when no template has [T] slots (0 = none)"})
+    select_every: int = field(default=5, metadata={"help": "score a changed prompt on the selection split every N iterations (0 = only at the end)"})
+    rows_per_forward: int = field(default=512, metadata={"help": "at most this many (prompt, example) rows per re-scoring forward pass"})
+    filter_answers: bool = field(default=True, metadata={"help": "never use label words (fact retrieval: training answers) as triggers"})
+    word_tokens_only: bool = field(default=True, metadata={"help": "only tokens that decode to a word (letters/digits, ' or -)"})
+    label_search: bool = field(default=False, metadata={"help": "search label words first (logistic regression on answer-position features)"})
+    label_k: int = field(default=3, metadata={"help": "label words per class proposed by the label search"})
+    label_examples: int = field(default=512, metadata={"help": "training examples the label search fits on (0 = all)"})
+
+    def __post_init__(self):
+        try:
+            self.position = PositionChoice(self.position)
+        except ValueError:
+            allowed = [c.value for c in PositionChoice]
+            raise ConfigError(f"AutoPromptConfig.position is {self.position!r}; allowed: {allowed}") from None
+        if self.iterations is not None and self.iterations < 0:
+            raise ConfigError(f"AutoPromptConfig.iterations must be >= 0 (or unset for --steps), got {self.iterations}")
+        for name in ("candidates", "rows_per_forward", "label_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"AutoPromptConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("accumulation", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"AutoPromptConfig.{name} must be >= 1 (or unset for the training option), got {value}")
+        for name in ("time_budget", "n_triggers", "select_every", "label_examples"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"AutoPromptConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.init_token.strip():
+            raise ConfigError("AutoPromptConfig.init_token must be a non-empty token")
+
+
+class AutoPromptOptimizer(PromptOptimizer):
+    """Gradient-guided trigger-token search (and optional label-word search), kept best on the selection split."""
+
+    name = "autoprompt"
+    description = "AutoPrompt: discrete trigger tokens chosen by gradients and kept only if they score better"
+    config_class = AutoPromptConfig
+    needs_training_data = True
+
+    def optimize(self, run: RunContext) -> OptimizeResult:
+        cfg, tc, scorer = self.config, run.train_config, run.scorer
+        tokenizer = run.lm.tokenizer
+        start = time.perf_counter()
+        base, prompt = trigger_prompts(run.templates, cfg.n_triggers, token_id(tokenizer, cfg.init_token))
+        prompt.check_fields(run.task.inputs)
+        train = scorer.usable_examples(prompt, run.train)
+        if not train:
+            raise PromptoptError(f"task {run.task.name!r}: no training example can be scored with this model")
+        slots = [(s.name, i) for s in prompt.segments_of(SegmentKind.TOKENS) for i in range(s.n)]
+        if not slots and not cfg.label_search:
+            raise ConfigError("AutoPromptConfig: nothing to search: the template has no [T] slots, n_triggers is 0 "
+                              "and label_search is off")  # fmt: skip
+        rng = random.Random(run.seed)
+        if cfg.label_search:
+            fit_on = train if cfg.label_examples == 0 else rng.sample(train, min(cfg.label_examples, len(train)))
+            words = search_label_words(scorer, base, fit_on, k=cfg.label_k, answer_prompt=prompt, seed=run.seed)
+            prompt = replace(prompt, label_words=words)
+            run.log({"label_words": words, "fitted_on": len(fit_on)})
+        search = _Search(self.config, run, prompt, train, rng, slots, start)
+        best = search.search(iterations=cfg.iterations if cfg.iterations is not None else tc.steps,
+                          batch_size=cfg.batch_size or tc.batch_size, accumulation=cfg.accumulation or tc.grad_accum)  # fmt: skip
+        prompt, metrics = best
+        prompt = replace(prompt, meta={**prompt.meta, "text": prompt.text(tokenizer), "search": search.summary(),
+                                       "trigger_tokens": {s.name: tokenizer.convert_ids_to_tokens(list(s.ids))
+                                                          for s in prompt.segments_of(SegmentKind.TOKENS)}})  # fmt: skip
+        return OptimizeResult(prompt=prompt, trainable_parameters=len(slots), select_metrics=metrics,
+                              extra=search.summary())  # fmt: skip
+
+
+class _Search:
+    """The trigger-search loop of one run; keeps the best prompt on the selection split."""
+
+    def __init__(self, cfg: AutoPromptConfig, run: RunContext, prompt: Prompt, train: list[Example], rng, slots, start):
+        self.cfg, self.run, self.prompt, self.rng, self.slots, self.start = cfg, run, prompt, rng, slots, start
+        self.scorer = run.scorer
+        self.stream = _Stream(train, rng)
+        self.embeddings = run.lm.embeddings.weight
+        self.iterations = self.accepted = self.scored = 0
+        self.stopped = "iterations"
+        self.best: tuple[Prompt, dict] | None = None
+        self.last_scored: Prompt | None = None
+        self.allowed = None
+        if slots:
+            exclude_words, exclude_ids = list(cfg.exclude), set()
+            if cfg.filter_answers:
+                words, exclude_ids = answer_exclusions(self.scorer, prompt, train)
+                exclude_words += words
+            self.allowed = allowed_tokens(run.lm.tokenizer, self.embeddings.shape[0], exclude_words, exclude_ids,
+                                          cfg.word_tokens_only)  # fmt: skip
+            if int(self.allowed.sum()) == 0:
+                raise PromptoptError("the filters leave no token to use as a trigger; relax exclude/word_tokens_only")
+
+    def search(self, iterations: int, batch_size: int, accumulation: int):
+        self._select(self.prompt, step=0)
+        for it in range(1, iterations + 1 if self.slots else 1):
+            if self.cfg.time_budget and time.perf_counter() - self.start > self.cfg.time_budget:
+                self.stopped = "time_budget"
+                break
+            self._iterate(it, batch_size, accumulation)
+            self.iterations = it
+            if self.cfg.select_every and it % self.cfg.select_every == 0:
+                self._select(self.prompt, step=it)
+        self._select(self.prompt, step=self.iterations)
+        return self.best
+
+    def _iterate(self, it: int, batch_size: int, accumulation: int):
+        cfg, scorer = self.cfg, self.scorer
+        t0 = time.perf_counter()
+        grads, grad_loss = self._gradients([self.stream.take(batch_size) for _ in range(accumulation)])
+        if cfg.position == PositionChoice.ROUND_ROBIN:
+            name, i = self.slots[(it - 1) % len(self.slots)]
+        else:
+            name, i = self.slots[self.rng.randrange(len(self.slots))]
+        current = list(_segment(self.prompt, name).ids)
+        estimate = -(self.embeddings.float() @ grads[name][i].float())  # first-order decrease of the loss
+        estimate[~self.allowed] = float("-inf")
+        estimate[current[i]] = float("-inf")
+        top = torch.topk(estimate, min(cfg.candidates, int(torch.isfinite(estimate).sum())))
+        candidates = [self.prompt.with_tokens(name, current[:i] + [t] + current[i + 1 :]) for t in top.indices.tolist()]
+        fresh = self.stream.take(batch_size * accumulation)
+        losses = self._losses([self.prompt, *candidates], fresh)
+        self.scored += len(candidates)
+        j = int(torch.argmin(losses[1:])) if candidates else -1
+        accepted = bool(candidates) and float(losses[1 + j]) < float(losses[0])
+        if accepted:
+            self.prompt = candidates[j]
+            self.accepted += 1
+        tokenizer = self.run.lm.tokenizer
+        self.run.hook.training_step(run=self.run, step=it, loss=grad_loss, lr=None)
+        self.run.log({"iteration": it, "position": [name, i], "gradient_loss": round(grad_loss, 5),
+                      "current_loss": round(float(losses[0]), 5),
+                      "best_candidate": tokenizer.decode([int(top.indices[j])]) if candidates else None,
+                      "best_candidate_loss": round(float(losses[1 + j]), 5) if candidates else None,
+                      "accepted": accepted, "prompt": self.prompt.text(tokenizer),
+                      "seconds": round(time.perf_counter() - t0, 3)})  # fmt: skip
+
+    def _gradients(self, batches: list[list[Example]]):
+        """Sum over batches of d(loss)/d(trigger embeddings), per token segment; and the mean loss."""
+        grads: dict[str, torch.Tensor] = {}
+        total = 0.0
+        for batch in batches:
+            vectors = {s.name: self.embeddings[list(s.ids)].detach().clone().requires_grad_()
+                       for s in self.prompt.segments_of(SegmentKind.TOKENS)}  # fmt: skip
+            with torch.enable_grad():  # losses(): a causal LM runs the input in front of the triggers without a graph
+                loss = self.scorer.losses([self.prompt], batch, vectors=vectors)[0]
+                loss.backward()
+            total += loss.detach().item()
+            for name, v in vectors.items():
+                grads[name] = grads[name] + v.grad if name in grads else v.grad
+        return grads, total / len(batches)
+
+    def _losses(self, prompts: list[Prompt], examples: list[Example]) -> torch.Tensor:
+        per_forward = max(1, self.cfg.rows_per_forward // len(examples))
+        with torch.inference_mode():
+            return torch.cat([self.scorer.losses(prompts[i : i + per_forward], examples)
+                              for i in range(0, len(prompts), per_forward)]).cpu()  # fmt: skip
+
+    def _select(self, prompt: Prompt, step: int):
+        if prompt is self.last_scored:
+            return
+        self.last_scored = prompt
+        if not self.run.select:
+            self.best = (prompt, {})
+            return
+        result = self.run.evaluate(prompt, step=step)
+        self.run.log({"select_step": step, "select": {k: v for k, v in result.metrics.items() if k != "per_class"},
+                      "prompt": prompt.text(self.run.lm.tokenizer)})  # fmt: skip
+        if self.best is None or result.score > self.best[1]["score"]:
+            self.best = (prompt, result.metrics)
+
+    def summary(self) -> dict:
+        return {"iterations": self.iterations, "accepted": self.accepted, "candidates_scored": self.scored,
+                "stopped": self.stopped, "seconds": round(time.perf_counter() - self.start, 2)}  # fmt: skip
+
+
+class _Stream:
+    """Training examples in seeded random order, reshuffled every pass, handed out in batches."""
+
+    def __init__(self, examples: list[Example], rng: random.Random):
+        self.examples, self.rng, self.order = examples, rng, []
+
+    def take(self, n: int) -> list[Example]:
+        out = []
+        for _ in range(min(n, len(self.examples))):
+            if not self.order:
+                self.order = list(range(len(self.examples)))
+                self.rng.shuffle(self.order)
+            out.append(self.examples[self.order.pop()])
+        return out
+
+
+def _segment(prompt: Prompt, name: str) -> Segment:
+    return next(s for s in prompt.segments_of(SegmentKind.TOKENS) if s.name == name)
+
+
+# -- building blocks, usable on their own --------------------------------------------------------------------------
+
+
+def token_id(tokenizer, text: str) -> int:
+    """The single token id of ``text`` (a special token, or a word with or without a leading space)."""
+    if text in tokenizer.all_special_tokens:
+        return tokenizer.convert_tokens_to_ids(text)
+    for candidate in (" " + text, text):
+        ids = tokenizer(candidate, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1:
+            return ids[0]
+    raise ConfigError(f"AutoPromptConfig.init_token: {text!r} is not a single token of this model's vocabulary")
+
+
+def trigger_prompts(templates: list[str], n_triggers: int, init_id: int) -> tuple[Prompt, Prompt]:
+    """(base prompt, prompt with trigger slots filled with ``init_id``).
+
+    The first template with ``[T]`` slots is used as it is (its own base); otherwise ``n_triggers`` slots are
+    inserted just before ``{answer}`` of the first template (spaces before them dropped: a trigger token carries
+    its own), which is the base.
+    """
+    if not templates:
+        raise ConfigError("autoprompt needs a template (the task's, or --template)")
+    for template in templates:
+        prompt = Prompt.from_template(template)
+        if prompt.segments_of(SegmentKind.TOKENS):
+            return prompt, _fill(prompt, init_id)
+    base = Prompt.from_template(templates[0])
+    if n_triggers == 0:
+        return base, base
+    segments = list(base.segments)
+    at = next(i for i, s in enumerate(segments) if s.kind == SegmentKind.ANSWER)
+    if at > 0 and segments[at - 1].kind == SegmentKind.TEXT:
+        text = segments[at - 1].text.rstrip(" ")
+        if text:
+            segments[at - 1] = replace(segments[at - 1], text=text)
+        else:
+            del segments[at - 1]
+            at -= 1
+    segments.insert(at, Segment(SegmentKind.TOKENS, name="t0", n=n_triggers))
+    prompt = Prompt(segments=segments)
+    prompt.template = prompt.text()
+    return base, _fill(prompt, init_id)
+
+
+def _fill(prompt: Prompt, init_id: int) -> Prompt:
+    for s in prompt.segments_of(SegmentKind.TOKENS):
+        if s.ids is None:
+            prompt = prompt.with_tokens(s.name, [init_id] * s.n)
+    return prompt
+
+
+def allowed_tokens(tokenizer, n_rows: int, exclude_words=(), exclude_ids=(), word_tokens_only: bool = True) -> torch.Tensor:
+    """``(n_rows,)`` bool: which embedding rows may become trigger tokens.
+
+    Never: special or added tokens, rows past the tokenizer's vocabulary, tokens that decode to nothing printable
+    (or to a broken byte sequence), tokens whose stripped text is one of ``exclude_words`` (case-insensitive), and
+    ``exclude_ids``. With ``word_tokens_only``, only tokens that decode to a word (letters or digits, ' or -).
+    """
+    allowed = torch.zeros(n_rows, dtype=torch.bool)
+    n = min(n_rows, len(tokenizer))
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    excluded = {w.strip().lower() for w in exclude_words if w.strip()}
+    texts = tokenizer.batch_decode([[i] for i in range(n)])
+    for i, text in enumerate(texts):
+        word = text.strip()
+        if i in special or not word or not text.isprintable() or "\ufffd" in text or word.lower() in excluded:
+            continue
+        if word_tokens_only and not _WORD.fullmatch(word):
+            continue
+        allowed[i] = True
+    for i in exclude_ids:
+        if 0 <= i < n_rows:
+            allowed[i] = False
+    return allowed
+
+
+def answer_exclusions(scorer, prompt: Prompt, examples: list[Example]) -> tuple[list[str], set[int]]:
+    """Words and token ids that would leak the answer into a trigger: the label words (every tokenization), or for
+    fact retrieval the training answers."""
+    enc = scorer.encoder
+    if scorer.task.kind == TaskKind.CLASSIFICATION:
+        words = [w for ws in (prompt.label_words or scorer.task.label_words).values() for w in ws]
+        ids = {i for w in words for text in (w, " " + w) for i in enc.tokens(text)}
+        ids |= {i for w in words for i in enc.answer_ids(prompt, w)}
+        return words, ids
+    words = sorted({ex.label for ex in examples})
+    return words, {i for w in words if (i := scorer.answer_token(prompt, w)) is not None}
+
+
+def search_label_words(scorer, prompt: Prompt, examples: list[Example], k: int = 3, answer_prompt: Prompt | None = None,
+                       seed: int = 0) -> dict[str, list[str]]:  # fmt: skip
+    """Label words by AutoPrompt's label search: ``{label: [k words]}``, usable as ``Prompt.label_words``.
+
+    Fits a logistic regression (scikit-learn) from the answer-position features of ``prompt`` (see
+    :meth:`Scorer.answer_features`) to the labels, scores every vocabulary token by the class weights times the
+    output embeddings, and keeps each class's ``k`` best word tokens that are one token as an answer of
+    ``answer_prompt`` (default ``prompt``) and are not taken by another class. A label absent from ``examples``
+    keeps the task's words.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    task = scorer.task
+    if task.kind != TaskKind.CLASSIFICATION:
+        raise PromptoptError(f"label-word search needs a classification task; {task.name!r} is {task.kind.value}")
+    present = sorted({ex.label for ex in examples}, key=task.labels.index)
+    if len(present) < 2:
+        raise PromptoptError(f"label-word search needs examples of at least two labels, got {present}")
+    with torch.inference_mode():
+        features = scorer.answer_features(prompt, examples).cpu().double().numpy()
+    y = [present.index(ex.label) for ex in examples]
+    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(features, y)
+    coef = torch.tensor(clf.coef_, dtype=torch.float32)
+    weights = torch.stack([-coef[0], coef[0]]) if coef.shape[0] == 1 else coef  # (labels present, H)
+    output = scorer.lm.model.get_output_embeddings().weight.detach().float().cpu()
+    scores = weights @ output.T  # (labels present, V)
+    tokenizer, answer_prompt = scorer.lm.tokenizer, answer_prompt or prompt
+    allowed = allowed_tokens(tokenizer, output.shape[0])
+    taken: set[int] = set()
+    words = {lab: list(ws) for lab, ws in task.label_words.items()}
+    for row, label in enumerate(present):
+        found = []
+        for t in torch.argsort(scores[row], descending=True).tolist():
+            if len(found) == k:
+                break
+            if not allowed[t] or t in taken:
+                continue
+            word = tokenizer.decode([t]).strip()
+            if scorer.encoder.answer_ids(answer_prompt, word) == [t]:
+                found.append(word)
+                taken.add(t)
+        if found:
+            words[label] = found
+    return words
+
+
+@hookimpl
+def register_optimizers(register):
+    register(AutoPromptOptimizer)
