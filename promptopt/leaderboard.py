@@ -240,6 +240,7 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
     run_opts = config.run
     load = load or (lambda name: load_model(name, device=run_opts.device, dtype=run_opts.dtype, kind=run_opts.model_kind))
     root = Path(config.output)
+    _check_same_settings(root, config)
     root.mkdir(parents=True, exist_ok=True)
     combos = [(model, task, method, seed) for model in config.models for task in tasks for method in methods
               for seed in config.seeds]  # fmt: skip
@@ -279,6 +280,23 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
     })  # fmt: skip
     board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
     return SuiteResult(entries, board, write_reports(board, root))
+
+
+def _check_same_settings(root: Path, config: SuiteConfig) -> None:
+    """Finished runs are reused, so a suite directory must not mix budgets: refuse other run settings."""
+    path = root / SUITE_FILE
+    if not path.exists():
+        return
+    try:
+        before = (read_json(path).get("meta") or {}).get("settings") or {}
+    except (OSError, json.JSONDecodeError):
+        return
+    now = json.loads(json.dumps(_settings(config), default=str))
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        diff = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise ConfigError(f"{root} holds runs made with other settings ({diff}); its finished runs would be reused. "
+                          "Use another --output, or the same settings to add methods, tasks or seeds")  # fmt: skip
 
 
 class _ModelSlot:

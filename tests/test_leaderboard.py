@@ -6,7 +6,6 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
-import torch
 
 from promptopt import hookimpl
 from promptopt.api import RunOptions
@@ -132,6 +131,17 @@ def test_rerunning_a_suite_skips_finished_runs(tmp_path, fixture_pm, loader):
     assert len(again.board.runs) == 4
 
 
+def test_a_suite_directory_refuses_runs_with_other_settings(tmp_path, fixture_pm, loader):
+    pm, _ = fixture_pm
+    run_suite(suite(tmp_path, ["manual"]), pm=pm, load=loader)
+    bigger = suite(tmp_path, ["manual"], seeds=[0, 1])
+    bigger.run.max_eval = 16
+    with pytest.raises(ConfigError, match="max_eval: 8 -> 16"):
+        run_suite(bigger, pm=pm, load=loader)
+    bigger.run.max_eval = 8  # same settings: adding a seed is fine, the finished one is reused
+    assert [e.skipped for e in run_suite(bigger, pm=pm, load=loader).entries] == [True, False]
+
+
 def test_a_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, fixture_pm, loader):
     pm, plugin = fixture_pm
     result = run_suite(suite(tmp_path, ["boom", "manual"], seeds=[0, 1]), pm=pm, load=loader)
@@ -250,7 +260,3 @@ def test_suite_config_rejects_empty_tasks_and_duplicate_seeds():
     with pytest.raises(ConfigError, match="duplicates"):
         SuiteConfig(seeds=[1, 1])
 
-
-def test_fixture_soft_vectors_are_plain_tensors():  # guards the fixture the inspection test relies on
-    prompt = Prompt.from_template("[P*2] {text}{answer}").with_vectors({"p0": torch.ones(2, 4)})
-    assert prompt.vectors["p0"].dtype == torch.float32

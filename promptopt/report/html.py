@@ -158,7 +158,7 @@ def _inspection(board: Leaderboard) -> list[str]:
         out.append(_table([("Task", ""), ("Method", ""), ("Seed", "num"), ("Vectors", "num"),
                            ("Mean norm (vocab mean)", "num"), ("Split (n)", ""), ("Soft (%)", "num"),
                            ("Projected (%)", "num"), ("Gap (points)", "num"), ("Projected prompt", "")], rows))  # fmt: skip
-        for r, s in soft:
+        for i, (r, s) in enumerate(soft):
             vrows = []
             for seg in s["segments"]:
                 for v in seg["vectors"]:
@@ -167,7 +167,8 @@ def _inspection(board: Leaderboard) -> list[str]:
                     norm = f"{v['norm']:.2f}"
                     vrows.append(f"<tr>{_cell(esc(seg['name']))}{_cell(v['index'], 'num')}{_cell(norm, 'num')}"
                                  f"{_cell(near)}</tr>")  # fmt: skip
-            out.append(f"<details><summary>{esc(r.method)} · {esc(r.task)} · seed {r.seed} ({esc(r.model)}): nearest "
+            opened = " open" if i == 0 else ""  # the first one shows what the others hold
+            out.append(f"<details{opened}><summary>{esc(r.method)} · {esc(r.task)} · seed {r.seed} ({esc(r.model)}): nearest "
                        f"tokens of each vector</summary>"
                        + _table([("Segment", ""), ("Vector", "num"), ("Norm", "num"), ("Nearest tokens (cosine)", "")],
                                 vrows) + "</details>")  # fmt: skip
