@@ -1,0 +1,211 @@
+"""One soft-prompt training step: promptopt's against PEFT's PromptTuning, same model, batch, lengths, prompt size.
+
+Both steps compute the same loss (cross-entropy of the gold class, read at the answer position, over the two label
+words' log-probabilities; checked equal at the start) from the same initial vectors, then backward, clip the
+gradient to norm 1 and take an AdamW step on the 20 prompt vectors only.
+
+* ``promptopt``: ``Scorer.loss`` as the shared training loop calls it: vocabulary logits only at the answer
+  position, and the prompt prefix (identical for every example of a causal LM) computed once per batch, its
+  keys/values shared by the 16 examples, gradients flowing back through them.
+* ``promptopt-plain``: the same with ``share_prefix=False`` (answer-position logits only), to show what sharing adds.
+* ``peft``: ``get_peft_model(model, PromptTuningConfig(num_virtual_tokens=20))``, forward on ``input_ids`` as PEFT
+  is used (logits at every position), loss from the last position's logits.
+* ``peft-last-logit`` (with ``--peft-last-logit``): PEFT's forward with ``logits_to_keep=1``, a stronger peer.
+
+Repetitions alternate between the variants (same process, same warm model), after one warm-up step each; the
+median step time of each and the ratio PEFT / promptopt are printed and written as JSON. Peak memory is the peak
+resident set size (``VmHWM`` from ``/proc/self/status``) of a fresh process per variant that loads the model and
+runs two steps, and its growth over the resident size just before the first step (CPU; on CUDA,
+``torch.cuda.max_memory_allocated``).
+
+    python benchmarks/bench_soft_step.py --out bench_soft_step.json            # default model (SmolLM2-135M)
+    python benchmarks/bench_soft_step.py --model /path/to/tiny --repeats 2     # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+WORDS = ("the movie was good and the plot is not bad but it has a great cast with some fine acting in every scene of "
+         "this long story that I liked very much as it made me laugh more than once so see it if you can").split()  # fmt: skip
+
+
+def make_batch(lm, batch, length, seed=0):
+    """``batch`` texts of exactly ``length`` tokens (words that are one token each), with alternating labels."""
+    from promptopt.tasks import Example
+
+    tok = lm.tokenizer
+    single = [w for w in dict.fromkeys(WORDS) if len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1]
+    g = torch.Generator().manual_seed(seed)
+    examples = []
+    for i in range(batch):
+        for _ in range(100):
+            words = [single[j] for j in torch.randint(len(single), (length,), generator=g).tolist()]
+            text = " ".join(words)
+            if len(tok(text, add_special_tokens=False)["input_ids"]) == length:
+                break
+        else:
+            raise SystemExit(f"cannot build a text of exactly {length} tokens with this tokenizer")
+        examples.append(Example({"text": text}, "positive" if i % 2 else "negative"))
+    return examples
+
+
+class Setup:
+    def __init__(self, args):
+        from promptopt.engine import Scorer, load_model
+        from promptopt.engine.train import PromptVectors
+        from promptopt.plugins import get_task
+        from promptopt.prompt import Prompt
+
+        self.lm = lm = load_model(args.model, device=args.device)
+        self.task = get_task("tiny-reviews")  # labels negative/positive, label words " negative"/" positive"
+        self.examples = make_batch(lm, args.batch_size, args.length)
+        self.prompt = Prompt.from_template(f"[P*{args.virtual}]{{text}}{{answer}}")
+        g = torch.Generator().manual_seed(0)
+        self.init = lm.embeddings.weight[torch.randint(100, min(5000, lm.vocab_size), (args.virtual,), generator=g)].detach().float().clone()
+        self.scorers = {"promptopt": Scorer(lm, self.task), "promptopt-plain": Scorer(lm, self.task, share_prefix=False)}
+        self.label_ids = [self.scorers["promptopt"].answer_token(self.prompt, w) for w in ("negative", "positive")]
+        self.targets = torch.tensor([int(ex.label == "positive") for ex in self.examples], device=lm.device)
+        self.ours = {}
+        for name, scorer in self.scorers.items():
+            params = PromptVectors({"p0": self.init})
+            self.ours[name] = (scorer, params.to(lm.device), torch.optim.AdamW(params.parameters(), lr=1e-3))
+        self.peft = None
+        enc = lm.tokenizer([ex.inputs["text"] for ex in self.examples], add_special_tokens=False, return_tensors="pt")
+        self.ids, self.mask = enc["input_ids"].to(lm.device), enc["attention_mask"].to(lm.device)
+
+    def peft_model(self):
+        if self.peft is None:
+            from peft import PromptTuningConfig, TaskType, get_peft_model
+
+            config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=self.init.shape[0])
+            model = get_peft_model(self.lm.model, config)
+            with torch.no_grad():
+                model.prompt_encoder["default"].embedding.weight.copy_(self.init)
+            params = [p for p in model.parameters() if p.requires_grad]
+            assert sum(p.numel() for p in params) == self.init.numel(), "PEFT must train the prompt only"
+            self.peft = (model, params, torch.optim.AdamW(params, lr=1e-3))
+        return self.peft
+
+    def step(self, name, update=True) -> float:
+        if name.startswith("promptopt"):
+            scorer, params, optimizer = self.ours[name]
+            loss = scorer.loss(self.prompt, self.examples, vectors=params())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(params.parameters()), 1.0)
+        else:
+            model, params, optimizer = self.peft_model()
+            kwargs = {"logits_to_keep": 1} if name == "peft-last-logit" else {}
+            logits = model(input_ids=self.ids, attention_mask=self.mask, **kwargs).logits[:, -1].float()
+            scores = torch.log_softmax(logits, dim=-1)[:, self.label_ids]
+            loss = torch.nn.functional.cross_entropy(scores, self.targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if update:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+
+def _rss_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_only(args):
+    setup = Setup(args)
+    if args.memory_only.startswith("peft"):
+        setup.peft_model()
+    cuda = setup.lm.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    before = _rss_kib("VmRSS")
+    for _ in range(2):
+        setup.step(args.memory_only)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        print(json.dumps({"peak_mb": peak, "growth_mb": peak, "measure": "torch.cuda.max_memory_allocated"}))
+    else:
+        peak = _rss_kib("VmHWM") / 1024
+        print(json.dumps({"peak_mb": peak, "growth_mb": peak - before / 1024, "measure": "peak RSS (VmHWM)"}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--length", type=int, default=48, help="input tokens per example")
+    ap.add_argument("--virtual", type=int, default=20, help="soft / virtual tokens")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--peft-last-logit", action="store_true", help="also time PEFT with logits_to_keep=1")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    ap.add_argument("--memory-only", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+    if args.memory_only:
+        return memory_only(args)
+
+    setup = Setup(args)
+    variants = ["promptopt", "promptopt-plain", "peft"] + (["peft-last-logit"] if args.peft_last_logit else [])
+    first = {name: setup.step(name, update=False) for name in variants}  # same vectors: the losses must agree
+    assert all(abs(v - first["peft"]) < 1e-4 for v in first.values()), f"the variants compute different losses: {first}"
+    for name in variants:  # warm-up
+        setup.step(name)
+    times = {name: [] for name in variants}
+    for r in range(args.repeats):
+        order = variants if r % 2 == 0 else variants[::-1]
+        for name in order:
+            start = time.perf_counter()
+            setup.step(name)
+            times[name].append(time.perf_counter() - start)
+        print(f"repeat {r + 1}/{args.repeats}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in variants), flush=True)
+    median = {n: statistics.median(t) for n, t in times.items()}
+    memory = {}
+    if not args.no_memory:
+        for name in variants:
+            cmd = [sys.executable, __file__, "--memory-only", name, "--batch-size", str(args.batch_size), "--length",
+                   str(args.length), "--virtual", str(args.virtual), "--device", args.device]  # fmt: skip
+            if args.model:
+                cmd += ["--model", args.model]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            memory[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    result = {
+        "model": setup.lm.name, "device": str(setup.lm.device), "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size, "input_tokens": args.length, "virtual_tokens": args.virtual,
+        "repeats": args.repeats, "first_loss": first, "step_seconds": times, "median_seconds": median,
+        "ratio_peft_over_promptopt": median["peft"] / median["promptopt"],
+        "ratio_peft_over_promptopt_plain": median["peft"] / median["promptopt-plain"],
+        "peak_memory": memory, "machine": platform.platform(), "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(), "torch": torch.__version__,
+    }  # fmt: skip
+    if "peft-last-logit" in median:
+        result["ratio_peft_last_logit_over_promptopt"] = median["peft-last-logit"] / median["promptopt"]
+    print(f"\nmodel {result['model']}, batch {args.batch_size} x {args.length} tokens + {args.virtual} virtual, "
+          f"{args.repeats} repeats, {result['threads']} threads, load average {result['load_average'][0]:.1f}")  # fmt: skip
+    for name in variants:
+        mem = memory.get(name)
+        mem_text = f"  peak {mem['peak_mb']:.0f} MB (+{mem['growth_mb']:.0f} MB over pre-step)" if mem else ""
+        print(f"  {name:<16} median {median[name]:.3f}s{mem_text}")
+    print(f"ratio PEFT / promptopt: {result['ratio_peft_over_promptopt']:.2f}x "
+          f"(PEFT / promptopt-plain: {result['ratio_peft_over_promptopt_plain']:.2f}x)")  # fmt: skip
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
