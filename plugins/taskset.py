@@ -1,0 +1,275 @@
+"""Several tasks in one run, for the methods that need them (``multitask``, ``continual``). Not a plugin itself.
+
+Each task is loaded exactly as ``promptopt run`` loads its one task (:func:`promptopt.api.prepare_data`: the same
+split roles and the same seeded sampling, so a task's examples are those a single-task run with the same options
+sees), scored by its own :class:`~promptopt.engine.Scorer` on one shared model, and keeps its own hard template
+(tasks have different input fields), in front of which these methods put their soft vectors::
+
+    [P*20:p0]Review: {sentence}\\nSentiment:{answer}                      (sst2)
+    [P*20:p0]{sentence1}\\nQuestion: {sentence2} True or False?\\nAnswer:{answer}   (rte)
+
+:class:`TaskSetOptions` holds the run-level settings of such a run (the flags of ``promptopt multitask`` and
+``promptopt continual``); :func:`taskset_options` adds those flags to a click command.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from promptopt import config as cfg
+from promptopt.api import RunOptions, prepare_data
+from promptopt.engine.model import LoadedModel, load_model
+from promptopt.engine.scoring import EvalResult, Scorer
+from promptopt.engine.train import TrainConfig
+from promptopt.errors import ConfigError, PromptoptError
+from promptopt.io import write_json, write_jsonl
+from promptopt.plugins import get_task
+from promptopt.prompt import Prompt, SegmentKind, decode_escapes, parse_template
+from promptopt.results import RunResult
+from promptopt.tasks import Example, TaskSpec
+
+
+@dataclass
+class TaskSetOptions:
+    """Run-level settings of a run over several tasks. Method options go in ``method_options``."""
+
+    tasks: list[str] = field(default_factory=list, metadata={"help": "task names or spec files, in order"})
+    model: str | None = field(default=None, metadata={"help": "HF model id or local path; default: embedded SmolLM2"})
+    model_kind: str | None = field(default=None, metadata={"help": "causal or masked (default: detected)"})
+    seed: int = field(default=0, metadata={"help": "seed for sampling and training"})
+    output: str | None = field(default=None, metadata={"help": "run directory"})
+    max_train: int | None = field(default=None, metadata={"help": "sample at most N training examples per task"})
+    shots: int | None = field(default=None, metadata={"help": "sample N training examples per class, per task"})
+    max_eval: int | None = field(default=None, metadata={"help": "sample at most N examples of each task's select and eval splits"})  # fmt: skip
+    select_split: str | None = field(default=None, metadata={"help": "dev, train or holdout:N (default per task: dev, else holdout:200)"})  # fmt: skip
+    eval_split: str | None = field(default=None, metadata={"help": "split reported (default per task: test, else dev)"})
+    templates: dict = field(default_factory=dict, metadata={"help": "task name -> template (default: its first)"})
+    batch_size: int = field(default=16, metadata={"help": "evaluation batch size"})
+    device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on GPU)"})
+    padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)"})
+    select: bool = field(default=True, metadata={"help": "keep the step that scores best on the selection splits (off: keep the last step and skip selection scoring)"})  # fmt: skip
+    method_options: dict = field(default_factory=dict, metadata={"help": "method config values (-o KEY=VALUE)"})
+    train: dict = field(default_factory=dict, metadata={"help": "training loop options (TrainConfig fields)"})
+    resume: bool = field(default=False, metadata={"help": "continue an interrupted run in the same directory"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run in the same directory"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self):
+        if isinstance(self.tasks, str):
+            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        if not self.tasks:
+            raise ConfigError("TaskSetOptions.tasks is empty; name at least one task (see 'promptopt tasks')")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"TaskSetOptions.tasks names a task twice: {self.tasks}")
+        if self.batch_size < 1:
+            raise ConfigError(f"TaskSetOptions.batch_size must be >= 1, got {self.batch_size}")
+
+    def run_options(self) -> RunOptions:
+        """The single-task options each task's data is prepared with."""
+        return RunOptions(seed=self.seed, max_train=self.max_train, shots=self.shots, max_eval=self.max_eval,
+                          select_split=self.select_split, eval_split=self.eval_split)  # fmt: skip
+
+
+@dataclass
+class TaskData:
+    """One task of the set: its spec, scorer, data by role (train, select, eval) and hard template."""
+
+    spec: TaskSpec
+    scorer: Scorer
+    data: dict[str, list[Example]]
+    template: str
+    described: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def train(self) -> list[Example]:
+        return self.data.get("train", [])
+
+    @property
+    def select(self) -> list[Example]:
+        return self.data.get("select", [])
+
+    @property
+    def eval(self) -> list[Example]:
+        return self.data.get("eval", [])
+
+    def prompt(self, segments: list[tuple[str, int]], vectors: dict[str, torch.Tensor] | None = None) -> Prompt:
+        """The task's template with soft segments ``(name, rows)`` in front, in the order given."""
+        return soft_in_front(self.template, segments, vectors)
+
+    def evaluate(self, prompt: Prompt, split: str = "eval", progress: bool | str = False) -> EvalResult:
+        return self.scorer.evaluate(prompt, self.data[split], progress=progress)
+
+
+def soft_in_front(template: str, segments: list[tuple[str, int]], vectors: dict | None = None) -> Prompt:
+    """``[P*n:name]...`` + ``template`` as a Prompt, holding ``vectors`` when given."""
+    prompt = Prompt.from_template("".join(f"[P*{n}:{name}]" for name, n in segments) + template)
+    return prompt.with_vectors(vectors) if vectors else prompt
+
+
+def hard_template(spec: TaskSpec, given: str | None) -> str:
+    """The task's template (``given``, else its first); it must have no ``[P]`` slot: the method puts its own."""
+    template = decode_escapes(given) if given else (spec.templates[0] if spec.templates else None)
+    if not template:
+        raise ConfigError(f"task {spec.name!r} has no template; give one with --template {spec.name}=TEMPLATE")
+    segments = parse_template(template)
+    if any(s.kind == SegmentKind.VECTORS for s in segments):
+        raise ConfigError(f"template {template!r} of task {spec.name!r} has [P] slots; these methods put their own "
+                          "vectors in front, so give a template without them")  # fmt: skip
+    Prompt(segments=segments, template=template).check_fields(spec.inputs)
+    return template
+
+
+def load_taskset(opts: TaskSetOptions, lm: LoadedModel, pm=None, needs_train: bool = True) -> list[TaskData]:
+    """Every task of ``opts``, in order, with its data sampled as ``promptopt run`` would and its own scorer."""
+    unknown = set(opts.templates) - set(opts.tasks)
+    specs = [get_task(name, pm) for name in opts.tasks]
+    names = [s.name for s in specs]
+    unknown -= set(names)
+    if unknown:
+        raise ConfigError(f"--template names tasks {sorted(unknown)} that are not in --tasks {opts.tasks}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two of the tasks {opts.tasks} have the same name: {names}")
+    out = []
+    run_opts = opts.run_options()
+    for given, spec in zip(opts.tasks, specs):
+        template = hard_template(spec, opts.templates.get(spec.name) or opts.templates.get(given))
+        data, described = prepare_data(spec, run_opts, needs_train)
+        if needs_train and not data["train"]:
+            raise PromptoptError(f"task {spec.name!r}: no training example after sampling")
+        scorer = Scorer(lm, spec, batch_size=opts.batch_size, padding_side=opts.padding_side)
+        out.append(TaskData(spec=spec, scorer=scorer, data=data, template=template, described=described))
+    return out
+
+
+def load_lm(opts: TaskSetOptions) -> LoadedModel:
+    return load_model(opts.model, device=opts.device, dtype=opts.dtype, kind=opts.model_kind)
+
+
+def prepare_output(out: Path, marker: str, overwrite: bool, resume: bool = False) -> Path:
+    """Create the run directory; a finished run (``marker`` exists) is kept unless ``overwrite`` (or ``resume``)."""
+    if (out / marker).exists() and not resume:
+        if not overwrite:
+            raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume and (out / "history.jsonl").exists():
+        (out / "history.jsonl").unlink()
+    return out
+
+
+def resolved_config(opts: TaskSetOptions, method: str, method_config, train_config: TrainConfig, lm: LoadedModel,
+                    tasks: list[TaskData]) -> dict:  # fmt: skip
+    """What ``config.json`` records: every setting as resolved, per task its data and template."""
+    import transformers
+
+    return {
+        "method": method,
+        "method_config": cfg.to_dict(method_config),
+        "tasks": [t.name for t in tasks],
+        "task_specs": {t.name: str(t.spec.path) if t.spec.path else None for t in tasks},
+        "templates": {t.name: t.template for t in tasks},
+        "data": {t.name: t.described for t in tasks},
+        "model": lm.name,
+        "model_kind": lm.kind.value,
+        "device": str(lm.device),
+        "dtype": str(lm.dtype).replace("torch.", ""),
+        "seed": opts.seed,
+        "select": opts.select,
+        "train": cfg.to_dict(train_config),
+        "batch_size": opts.batch_size,
+        "versions": {"torch": torch.__version__, "python": platform.python_version(),
+                     "transformers": transformers.__version__},  # fmt: skip
+        "machine": platform.platform(),
+    }
+
+
+def write_task_run(directory: Path, task: TaskData, prompt: Prompt, evaluation: EvalResult, *, method: str, lm,
+                   seed: int, config: dict, select_metrics: dict | None = None, train_seconds: float = 0.0,
+                   trainable_parameters: int = 0) -> RunResult:  # fmt: skip
+    """Write one task's part of a multi-task run as an ordinary run directory: ``prompt/``, ``metrics.json``,
+    ``predictions.jsonl`` and, last, ``result.json``, so that ``promptopt report`` and ``promptopt eval`` read it."""
+    prompt.save(directory / "prompt")
+    write_json(directory / "metrics.json", {"eval": evaluation.metrics, "select": select_metrics or {}})
+    write_jsonl(directory / "predictions.jsonl", ({"split": "eval", **row} for row in evaluation.predictions))
+    result = RunResult(method=method, task=task.name, model=lm.name, seed=seed, metrics={"eval": evaluation.metrics},
+                       select_metrics=select_metrics or {}, prompt_text=prompt.text(lm.tokenizer),
+                       trainable_parameters=trainable_parameters, train_seconds=train_seconds,
+                       eval_seconds=evaluation.seconds, eval_examples_per_second=evaluation.examples_per_second,
+                       output_dir=str(directory), config=config)  # fmt: skip
+    write_json(directory / "result.json", result.to_json())
+    return result
+
+
+def task_dir_name(name: str) -> str:
+    """A task name as a directory name (task names are identifiers, but a spec may say anything)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "task"
+
+
+# -- command-line flags --------------------------------------------------------------------------------------------
+
+
+def taskset_options(func):
+    """Add the flags of :class:`TaskSetOptions` (and one per :class:`TrainConfig` field) to a click command."""
+    import click
+
+    for name, type_name, default, help_text in reversed(cfg.field_help(TrainConfig)):
+        func = click.option("--" + name.replace("_", "-"), f"train_{name}", default=None, metavar=type_name.upper(),
+                            help=f"[training] {help_text} (default {default})")(func)  # fmt: skip
+    decorators = [
+        click.option("--tasks", required=True, help="Comma-separated task names (see 'promptopt tasks') or spec files."),  # fmt: skip
+        click.option("--model", default=None, help="HF model id or local path (default: embedded SmolLM2-135M-Instruct)."),  # fmt: skip
+        click.option("--model-kind", type=click.Choice(["causal", "masked"]), default=None, help="Override detection."),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--output", default=None, help="Run directory."),
+        click.option("--max-train", type=int, default=None, help="Sample at most N training examples per task."),
+        click.option("--shots", type=int, default=None, help="Sample N training examples per class, per task."),
+        click.option("--max-eval", type=int, default=None, help="Sample at most N selection and evaluation examples per task."),  # fmt: skip
+        click.option("--select-split", default=None, help="dev, train, or holdout:N (default per task: dev, else holdout:200)."),  # fmt: skip
+        click.option("--eval-split", default=None, help="Split reported (default per task: test, else dev)."),
+        click.option("-t", "--template", "templates", multiple=True, help="TASK=TEMPLATE (default: the task's first template)."),  # fmt: skip
+        click.option("-o", "--option", "options", multiple=True, help="Method option KEY=VALUE."),
+        click.option("--eval-batch-size", "batch_size", default=16, show_default=True, type=int, help="Evaluation batch size."),  # fmt: skip
+        click.option("--device", default=None, help="cuda, mps or cpu (default: best available)."),
+        click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32)."),
+        click.option("--padding-side", type=click.Choice(["left", "right"]), default=None),
+        click.option("--no-select", is_flag=True, help="Keep the last step; no scoring on the selection splits."),
+        click.option("--overwrite", is_flag=True, help="Replace a finished run in the same directory."),
+        click.option("--no-progress", is_flag=True, help="No progress bars."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def options_from_cli(kwargs: dict, **extra) -> TaskSetOptions:
+    """:class:`TaskSetOptions` from the values of the flags :func:`taskset_options` added (``kwargs`` is consumed)."""
+    train = {k[len("train_"):]: kwargs.pop(k) for k in list(kwargs) if k.startswith("train_")}
+    templates = cfg.parse_pairs(kwargs.pop("templates"))
+    return TaskSetOptions(
+        tasks=kwargs.pop("tasks"), model=kwargs.pop("model"), model_kind=kwargs.pop("model_kind"),
+        seed=kwargs.pop("seed"), output=kwargs.pop("output"), max_train=kwargs.pop("max_train"),
+        shots=kwargs.pop("shots"), max_eval=kwargs.pop("max_eval"), select_split=kwargs.pop("select_split"),
+        eval_split=kwargs.pop("eval_split"), templates=templates, batch_size=kwargs.pop("batch_size"),
+        device=kwargs.pop("device"), dtype=kwargs.pop("dtype"), padding_side=kwargs.pop("padding_side"),
+        select=not kwargs.pop("no_select"), method_options=cfg.parse_pairs(kwargs.pop("options")),
+        train={k: v for k, v in train.items() if v is not None}, overwrite=kwargs.pop("overwrite"),
+        progress=not kwargs.pop("no_progress"), **extra,
+    )  # fmt: skip
+
+
+def choice(cls, value, where: str):
+    """``cls(value)`` for a str enum, or a ConfigError naming ``where`` and the allowed values."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise ConfigError(f"{where} is {value!r}; one of {[m.value for m in cls]}") from None
