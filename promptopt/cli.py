@@ -262,15 +262,22 @@ def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_
 @click.option("--output", default=None, type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
 @click.option("--title", default=None, help="Report title (default: the suite's, if DIR holds one).")
 def report(dirs, fmt, output, title):
-    """Render the runs under DIR(s) (a leaderboard suite or 'promptopt run' outputs) as md, html, json or csv."""
+    """Render the runs under DIR(s) (a leaderboard suite or 'promptopt run' outputs) as md, html, json or csv.
+
+    A DIR holding continual-learning runs (continual.json in it or one level below) renders their accuracy matrices."""
     from .io import write_text
     from .leaderboard import load_board
     from .report import render
+    from .report.continual import load_continual, render_continual
 
-    board = load_board(list(dirs), title=title)
-    if not board.runs:
-        raise PromptoptError(f"no run (result.json or error.json) under {', '.join(dirs)}")
-    text = render(board, fmt)
+    continual = load_continual(list(dirs))
+    if continual:
+        text = render_continual(continual, fmt, title=title)
+    else:
+        board = load_board(list(dirs), title=title)
+        if not board.runs:
+            raise PromptoptError(f"no run (result.json or error.json) under {', '.join(dirs)}")
+        text = render(board, fmt)
     if output:
         write_text(output, text)
         click.echo(f"written: {output}", err=True)
