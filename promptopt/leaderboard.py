@@ -242,6 +242,7 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
     root = Path(config.output)
     _check_same_settings(root, config)
     root.mkdir(parents=True, exist_ok=True)
+    _write_suite(root, config, methods, tasks, [])  # records the settings at once, should the suite be interrupted
     combos = [(model, task, method, seed) for model in config.models for task in tasks for method in methods
               for seed in config.seeds]  # fmt: skip
     entries: list[SuiteEntry] = []
@@ -268,6 +269,13 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
         loaded.release()
     if config.inspect:
         _inspect_collected(config.collect, load, run_opts, pm)
+    meta = _write_suite(root, config, methods, tasks, entries)
+    board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
+    return SuiteResult(entries, board, write_reports(board, root))
+
+
+def _write_suite(root: Path, config: SuiteConfig, methods: list[str], tasks: list, entries: list[SuiteEntry]) -> dict:
+    """Write ``suite.json`` (settings, combinations, entries so far); returns the report metadata."""
     meta = {"command": config.meta.get("command"), "machine": machine_description(),
             "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "promptopt": _version(), "settings": _settings(config), **{k: v for k, v in config.meta.items()
@@ -278,8 +286,7 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
                    "models": [model_label(m) for m in config.models], "collect": config.collect},
         "entries": [dataclasses.asdict(e) for e in entries],
     })  # fmt: skip
-    board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
-    return SuiteResult(entries, board, write_reports(board, root))
+    return meta
 
 
 def _check_same_settings(root: Path, config: SuiteConfig) -> None:

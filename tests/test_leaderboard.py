@@ -142,6 +142,20 @@ def test_a_suite_directory_refuses_runs_with_other_settings(tmp_path, fixture_pm
     assert [e.skipped for e in run_suite(bigger, pm=pm, load=loader).entries] == [True, False]
 
 
+def test_an_interrupted_suite_has_already_recorded_its_settings(tmp_path, fixture_pm):
+    pm, _ = fixture_pm
+
+    def interrupted(name):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite(tmp_path, ["manual"]), pm=pm, load=interrupted)
+    other = suite(tmp_path, ["manual"])
+    other.run.max_train = 4
+    with pytest.raises(ConfigError, match="max_train: None -> 4"):
+        run_suite(other, pm=pm, load=interrupted)
+
+
 def test_a_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, fixture_pm, loader):
     pm, plugin = fixture_pm
     result = run_suite(suite(tmp_path, ["boom", "manual"], seeds=[0, 1]), pm=pm, load=loader)
