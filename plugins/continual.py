@@ -338,6 +338,4 @@ def register_commands(cli):
         opts.method_options = {**opts.method_options, "strategy": strategy}
         result = run_continual(opts)
         click.echo(render_continual([result.summary], "md"), nl=False)
-        click.echo(f"time:    {result.summary['seconds']:.1f}s (train {result.summary['train_seconds']:.1f}s, "
-                   f"evaluate {result.summary['eval_seconds']:.1f}s)")  # fmt: skip
         click.echo(f"written: {result.output_dir}")

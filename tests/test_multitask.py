@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import promptopt
 from promptopt.engine.train import TrainConfig, fit
 from promptopt.errors import ConfigError
 from promptopt.leaderboard import load_board
@@ -133,7 +134,7 @@ def trained_prompt(state: dict, k: int) -> torch.Tensor:
     return state["shared"] * (state[f"u.{k}"] @ state[f"v.{k}"].T)
 
 
-def test_a_task_prompt_of_a_multitask_run_initialises_a_soft_prompt_for_transfer(specs, tiny_lms, tmp_path):
+def test_multitask_prompts_initialise_soft_and_transfer_prompts_of_other_tasks(specs, tiny_lms, tmp_path):
     lm = tiny_lms["causal"]
     out = tmp_path / "run"
     run_multitask(tasks=list(specs.values())[:2], output=str(out), max_eval=4, progress=False, select=False,
@@ -147,6 +148,17 @@ def test_a_task_prompt_of_a_multitask_run_initialises_a_soft_prompt_for_transfer
     assert torch.equal(values["p0"], source.vectors["p0"])
     config = MultitaskConfig(n_tokens=5, init="prompt", init_prompt=str(out / "tasks" / "beta" / "prompt"))
     assert torch.equal(build_params(config, lm, tasks, seed=0).shared, source.vectors["p0"])
+    # the transfer method starts from the multitask run's shared prompt (lr 0: it stays there)
+    shared = Prompt.load(out / "shared" / "prompt").vectors["p0"]
+    result = promptopt.run(method="transfer", task=specs["gamma"], lm=lm, output=str(tmp_path / "transfer"),
+                           max_eval=4, progress=False, method_options={"source": str(out)},
+                           train={"steps": 1, "batch_size": 2, "lr": 0.0, "checkpoint_every": 0})  # fmt: skip
+    moved = Prompt.load(tmp_path / "transfer" / "prompt")
+    assert result.method == "transfer" and moved.text().startswith("[P*3:p0]{premise}")
+    assert torch.equal(moved.vectors["p0"], shared) and moved.meta["transfer_from"].endswith("shared/prompt")
+    with pytest.raises(ConfigError, match="not a prompt directory"):
+        promptopt.run(method="transfer", task=specs["gamma"], lm=lm, output=str(tmp_path / "bad"), max_eval=4,
+                      progress=False, method_options={"source": str(tmp_path)}, train={"steps": 1})  # fmt: skip
 
 
 def test_multitask_command_writes_the_run(specs, tiny_model_dirs, tmp_path):
