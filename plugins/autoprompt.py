@@ -33,7 +33,7 @@ import torch
 from promptopt import hookimpl
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.prompt import Prompt, Segment, SegmentKind
+from promptopt.prompt import Prompt, Segment, SegmentKind, decode_escapes
 from promptopt.tasks import Example, TaskKind
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ class AutoPromptConfig:
     position: PositionChoice = field(default=PositionChoice.RANDOM, metadata={"help": "trigger position changed each iteration: random or round-robin"})
     time_budget: float = field(default=0.0, metadata={"help": "stop searching after this many seconds (0 = no limit)"})
     exclude: list[str] = field(default_factory=list, metadata={"help": "words never used as trigger tokens (comma-separated)"})
-    init_token: str = field(default="the", metadata={"help": "token every trigger slot starts as (a word, or a special token such as [MASK])"})
+    init_token: str = field(default="the", metadata={"help": "token every trigger slot starts as: a word, a special token such as [MASK], or e.g. \\n"})
+    init_text: str = field(default="", metadata={"help": "text whose tokens fill the trigger slots in order instead (exactly one token per slot), e.g. to start from a manual phrase"})
     n_triggers: int = field(default=4, metadata={"help": "K: trigger slots inserted before {answer} when no template has [T] slots (0 = none)"})
     select_every: int = field(default=5, metadata={"help": "score a changed prompt on the selection split every N iterations (0 = only at the end)"})
     rows_per_forward: int = field(default=512, metadata={"help": "at most this many (prompt, example) rows per re-scoring forward pass"})
@@ -84,7 +85,7 @@ class AutoPromptConfig:
         for name in ("time_budget", "n_triggers", "select_every", "label_examples"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"AutoPromptConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if not self.init_token.strip():
+        if not self.init_token:
             raise ConfigError("AutoPromptConfig.init_token must be a non-empty token")
 
 
@@ -100,7 +101,10 @@ class AutoPromptOptimizer(PromptOptimizer):
         cfg, tc, scorer = self.config, run.train_config, run.scorer
         tokenizer = run.lm.tokenizer
         start = time.perf_counter()
-        base, prompt = trigger_prompts(run.templates, cfg.n_triggers, token_id(tokenizer, cfg.init_token))
+        init = token_id(tokenizer, cfg.init_token)
+        if cfg.init_text:
+            init = tokenizer(decode_escapes(cfg.init_text), add_special_tokens=False)["input_ids"]
+        base, prompt = trigger_prompts(run.templates, cfg.n_triggers, init)
         prompt.check_fields(run.task.inputs)
         train = scorer.usable_examples(prompt, run.train)
         if not train:
@@ -256,18 +260,20 @@ def _segment(prompt: Prompt, name: str) -> Segment:
 
 
 def token_id(tokenizer, text: str) -> int:
-    """The single token id of ``text`` (a special token, or a word with or without a leading space)."""
+    """The single token id of ``text``: a special token, a word (with a leading space if that is one token, else
+    without), or any other text as it is (``\\n`` and ``\\t`` typed as two characters are decoded)."""
+    text = decode_escapes(text)
     if text in tokenizer.all_special_tokens:
         return tokenizer.convert_tokens_to_ids(text)
-    for candidate in (" " + text, text):
+    for candidate in (" " + text, text) if text[:1].isalnum() else (text,):
         ids = tokenizer(candidate, add_special_tokens=False)["input_ids"]
         if len(ids) == 1:
             return ids[0]
     raise ConfigError(f"AutoPromptConfig.init_token: {text!r} is not a single token of this model's vocabulary")
 
 
-def trigger_prompts(templates: list[str], n_triggers: int, init_id: int) -> tuple[Prompt, Prompt]:
-    """(base prompt, prompt with trigger slots filled with ``init_id``).
+def trigger_prompts(templates: list[str], n_triggers: int, init: int | list[int]) -> tuple[Prompt, Prompt]:
+    """(base prompt, prompt with trigger slots filled with ``init``: one id for every slot, or one id per slot).
 
     The first template with ``[T]`` slots is used as it is (its own base); otherwise ``n_triggers`` slots are
     inserted just before ``{answer}`` of the first template (spaces before them dropped: a trigger token carries
@@ -278,7 +284,7 @@ def trigger_prompts(templates: list[str], n_triggers: int, init_id: int) -> tupl
     for template in templates:
         prompt = Prompt.from_template(template)
         if prompt.segments_of(SegmentKind.TOKENS):
-            return prompt, _fill(prompt, init_id)
+            return prompt, _fill(prompt, init)
     base = Prompt.from_template(templates[0])
     if n_triggers == 0:
         return base, base
@@ -294,13 +300,16 @@ def trigger_prompts(templates: list[str], n_triggers: int, init_id: int) -> tupl
     segments.insert(at, Segment(SegmentKind.TOKENS, name="t0", n=n_triggers))
     prompt = Prompt(segments=segments)
     prompt.template = prompt.text()
-    return base, _fill(prompt, init_id)
+    return base, _fill(prompt, init)
 
 
-def _fill(prompt: Prompt, init_id: int) -> Prompt:
-    for s in prompt.segments_of(SegmentKind.TOKENS):
-        if s.ids is None:
-            prompt = prompt.with_tokens(s.name, [init_id] * s.n)
+def _fill(prompt: Prompt, init: int | list[int]) -> Prompt:
+    empty = [s for s in prompt.segments_of(SegmentKind.TOKENS) if s.ids is None]
+    ids = [init] * sum(s.n for s in empty) if isinstance(init, int) else list(init)
+    if len(ids) != sum(s.n for s in empty):
+        raise ConfigError(f"AutoPromptConfig.init_text gives {len(ids)} tokens for {sum(s.n for s in empty)} trigger slots")
+    for s in empty:
+        prompt, ids = prompt.with_tokens(s.name, ids[: s.n]), ids[s.n :]
     return prompt
 
 

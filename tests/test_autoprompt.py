@@ -148,6 +148,9 @@ def test_init_token_must_be_one_token(tiny_lms):
     assert token_id(tok, "[MASK]") == tok.mask_token_id
     with pytest.raises(ConfigError, match="AutoPromptConfig.init_token"):
         token_id(tok, "unremarkably dreadful")
+    causal = tiny_lms["causal"].tokenizer
+    assert token_id(causal, "the") == one_token(causal, " the")  # a word takes its leading space
+    assert token_id(causal, "\\n") == one_token(causal, "\n")  # typed as backslash-n on a command line
 
 
 def test_trigger_slots_go_before_the_answer_unless_a_template_has_them():
@@ -156,6 +159,10 @@ def test_trigger_slots_go_before_the_answer_unless_a_template_has_them():
     assert prompt.segments_of(SegmentKind.TOKENS)[0].ids == (7, 7, 7)
     _, given = trigger_prompts(["{text}{answer}", "[T*2] {text} [T]{answer}"], 3, 7)
     assert [s.n for s in given.segments_of(SegmentKind.TOKENS)] == [2, 1]
+    _, started = trigger_prompts(["[T*2] {text} [T]{answer}"], 3, [5, 6, 7])  # one id per slot, in order
+    assert [s.ids for s in started.segments_of(SegmentKind.TOKENS)] == [(5, 6), (7,)]
+    with pytest.raises(ConfigError, match="init_text gives 2 tokens for 3 trigger slots"):
+        trigger_prompts(["[T*2] {text} [T]{answer}"], 3, [5, 6])
 
 
 # -- batched candidate scoring (engine: Scorer.scores_many / losses) ------------------------------------------------
