@@ -350,7 +350,10 @@ class MultitaskResult:
 
 def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs) -> MultitaskResult:
     """Train one multi-task prompt on ``opts.tasks``, evaluate each task, and write the run directory (see the
-    module docstring). Keyword arguments set :class:`~promptopt_plugins.taskset.TaskSetOptions` fields."""
+    module docstring). Keyword arguments set :class:`~promptopt_plugins.taskset.TaskSetOptions` fields.
+
+    The per-run hooks (``run_start``, ``training_step``, ``evaluation``, ``run_end``) are not called: their ``run`` is
+    a single-task :class:`~promptopt.methods.RunContext`."""
     opts = dataclasses.replace(opts or TaskSetOptions(tasks=kwargs.get("tasks", [])), **kwargs)
     config = cfg.build(MultitaskConfig, opts.method_options)
     train_config = cfg.build(TrainConfig, opts.train)
@@ -420,14 +423,14 @@ def register_commands(cli):
     import click
 
     @cli.command("multitask")
+    @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
     @taskset_options
-    def multitask_cmd(**kwargs):
+    def multitask_cmd(resume, **kwargs):
         """Train one multi-task prompt (shared + per task) on several tasks; evaluate and export each task's prompt.
 
         Method options (-o KEY=VALUE) are those of 'promptopt methods' for multitask, e.g. -o composition=additive
         -o mixture=proportional."""
-        opts = options_from_cli(kwargs)
-        result = run_multitask(opts)
+        result = run_multitask(options_from_cli(kwargs, resume=resume))
         for name, res in result.results.items():
             m = res.metrics["eval"]
             click.echo(f"{name:<16} score {m['score']:.4f} on {m['n']} examples")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import promptopt
 from promptopt.engine.train import TrainConfig, fit
-from promptopt.errors import ConfigError
+from promptopt.errors import ConfigError, TemplateError
 from promptopt.leaderboard import load_board
 from promptopt.prompt import Prompt
 from promptopt_plugins.multitask import (
@@ -173,3 +173,12 @@ def test_multitask_command_writes_the_run(specs, tiny_model_dirs, tmp_path):
     assert "alpha" in result.output and (out / "tasks" / "beta" / "result.json").exists()
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_task_templates_must_leave_the_soft_vectors_to_the_method(specs, tiny_lms):
+    with pytest.raises(ConfigError, match="has \\[P\\] slots"):
+        taskset(specs, tiny_lms["causal"], templates={"alpha": "[P*3]{text}{answer}"})
+    with pytest.raises(TemplateError, match="not an input"):
+        taskset(specs, tiny_lms["causal"], templates={"beta": "{text}{answer}"})
+    with pytest.raises(ConfigError, match="not in --tasks"):
+        taskset(specs, tiny_lms["causal"], templates={"delta": "{text}{answer}"})
