@@ -28,7 +28,8 @@ Two ways in:
   each, and writes ``RUN/multitask.json`` (per-task metrics, mixture, parameter counts, times),
   ``RUN/multitask.safetensors`` (shared and per-task parameters), ``RUN/shared/prompt`` (the shared prompt) and per
   task ``RUN/tasks/TASK/`` laid out as a ``promptopt run`` directory (``prompt/``, ``metrics.json``,
-  ``predictions.jsonl``, ``result.json`` with method ``multitask``), so ``promptopt report RUN`` shows each task;
+  ``predictions.jsonl``, ``result.json``), so ``promptopt report RUN`` shows each task, as method
+  ``multitask:a+b+c`` (the mixture names the row, apart from single-task runs);
 * ``promptopt run --method multitask`` (:class:`MultitaskOptimizer`): the degenerate mixture of the run's one task.
 """
 
@@ -339,6 +340,11 @@ class MultitaskOptimizer(PromptOptimizer):
 # -- several tasks: the API and the command --------------------------------------------------------------------------
 
 
+def mixture_label(tasks: list[str]) -> str:
+    """The method name a multi-task run's per-task results carry: ``multitask:sst2+cr+subj``."""
+    return "multitask:" + "+".join(tasks)
+
+
 @dataclass
 class MultitaskResult:
     """What :func:`run_multitask` returns: per task its :class:`~promptopt.results.RunResult`, and the summary."""
@@ -384,6 +390,8 @@ def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     shared.meta.update({"method": "multitask", "model": lm.name, "role": "shared prompt of a multi-task run",
                         "tasks": [t.name for t in tasks], "template_from": tasks[0].name})  # fmt: skip
     shared.save(out / "shared" / "prompt")
+    # reports group runs by (model, task, method): the mixture names the row, apart from single-task runs
+    label = mixture_label([t.name for t in tasks])
     results, metrics = {}, {}
     for k, (task, prompt) in enumerate(zip(tasks, trained.prompts)):
         prompt.meta.update({"method": "multitask", "model": lm.name, "task": task.name,
@@ -393,7 +401,7 @@ def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
         select = {"score": best[f"score/{task.name}"]} if f"score/{task.name}" in best else {}
         task_config = {**resolved, "task": task.name, "data": task.described, "templates": [task.template]}
         results[task.name] = write_task_run(
-            out / "tasks" / task_dir_name(task.name), task, prompt, evaluation, method="multitask", lm=lm,
+            out / "tasks" / task_dir_name(task.name), task, prompt, evaluation, method=label, lm=lm,
             seed=opts.seed, config=task_config, select_metrics=select,
             train_seconds=train_seconds, trainable_parameters=counts["total"],
         )  # fmt: skip

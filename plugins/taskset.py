@@ -205,9 +205,18 @@ def write_task_run(directory: Path, task: TaskData, prompt: Prompt, evaluation: 
                        select_metrics=select_metrics or {}, prompt_text=prompt.text(lm.tokenizer),
                        trainable_parameters=trainable_parameters, train_seconds=train_seconds,
                        eval_seconds=evaluation.seconds, eval_examples_per_second=evaluation.examples_per_second,
-                       output_dir=str(directory), config=config)  # fmt: skip
+                       peak_memory_mb=peak_memory_mb(lm.device), output_dir=str(directory), config=config)  # fmt: skip
     write_json(directory / "result.json", result.to_json())
     return result
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """GPU peak allocation, or on CPU the process's peak resident memory (as ``promptopt run`` reports it)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def task_dir_name(name: str) -> str:

@@ -126,8 +126,8 @@ def test_multitask_run_trains_every_part_and_its_exported_prompts_rescore_to_the
         assert task.evaluate(prompt).metrics["accuracy"] == task_result.metrics["eval"]["accuracy"]
         assert summary["metrics"][name]["eval"]["accuracy"] == task_result.metrics["eval"]["accuracy"]
     board = load_board([out])
-    assert sorted((r.task, r.method) for r in board.runs) == [("alpha", "multitask"), ("beta", "multitask"),
-                                                              ("gamma", "multitask")]  # fmt: skip
+    label = "multitask:alpha+beta+gamma"
+    assert sorted((r.task, r.method) for r in board.runs) == [("alpha", label), ("beta", label), ("gamma", label)]
 
 
 def trained_prompt(state: dict, k: int) -> torch.Tensor:
