@@ -38,8 +38,8 @@ def test_config_rejects_bad_values_naming_the_field():
         PTuningConfig(init="prompt")
 
 
-def run_ptuning(model_dir, out, pm=None, **kwargs):
-    options = dict(method="ptuning", task=TASK, model=str(model_dir), max_train=16, max_eval=12, progress=False,
+def run_ptuning(lm, out, pm=None, **kwargs):
+    options = dict(method="ptuning", task=TASK, lm=lm, max_train=16, max_eval=12, progress=False,
                    output=str(out), train={"steps": 6, "batch_size": 4, "lr": 0.01, "eval_every": 2, "checkpoint_every": 1},
                    method_options={"n_tokens": 4})  # fmt: skip
     options.update(kwargs)
@@ -47,8 +47,8 @@ def run_ptuning(model_dir, out, pm=None, **kwargs):
 
 
 @pytest.mark.parametrize("kind", ["causal", "masked"])
-def test_artifact_holds_the_encoder_output_and_needs_no_encoder(kind, tiny_model_dirs, tmp_path):
-    result = run_ptuning(tiny_model_dirs[kind], tmp_path / "run", method_options={"n_tokens": 4, "encoder": "mlp"})
+def test_artifact_holds_the_encoder_output_and_needs_no_encoder(kind, tiny_lms, tiny_model_dirs, tmp_path):
+    result = run_ptuning(tiny_lms[kind], tmp_path / "run", method_options={"n_tokens": 4, "encoder": "mlp"})
     prompt = Prompt.load(tmp_path / "run" / "prompt")
     assert prompt.text() == "[P*2:p0]Review: {text}[P*2:p1]\nSentiment:{answer}"  # default rule: around the input
     encoder = load_encoder(tmp_path / "run" / "encoder")
@@ -74,26 +74,26 @@ class Crash:
             raise KeyboardInterrupt
 
 
-def test_resume_with_encoder_dropout_reaches_the_uninterrupted_prompt(tiny_model_dirs, tmp_path):
+def test_resume_with_encoder_dropout_reaches_the_uninterrupted_prompt(tiny_lms, tmp_path):
     options = {"n_tokens": 4, "encoder": "lstm", "dropout": 0.2, "encoder_hidden": 16}
-    full = run_ptuning(tiny_model_dirs["causal"], tmp_path / "full", method_options=options)
+    full = run_ptuning(tiny_lms["causal"], tmp_path / "full", method_options=options)
     with pytest.raises(KeyboardInterrupt):
-        run_ptuning(tiny_model_dirs["causal"], tmp_path / "cut", pm=make_plugin_manager(extra_plugins=[Crash(4)]),
+        run_ptuning(tiny_lms["causal"], tmp_path / "cut", pm=make_plugin_manager(extra_plugins=[Crash(4)]),
                     method_options=options)  # fmt: skip
-    resumed = run_ptuning(tiny_model_dirs["causal"], tmp_path / "cut", method_options=options, resume=True)
+    resumed = run_ptuning(tiny_lms["causal"], tmp_path / "cut", method_options=options, resume=True)
     a, b = (Prompt.load(tmp_path / d / "prompt").vectors for d in ("full", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.select_metrics == full.select_metrics and resumed.metrics == full.metrics
 
 
-def test_init_encoder_starts_from_a_saved_encoder(tiny_model_dirs, tmp_path):
-    run_ptuning(tiny_model_dirs["causal"], tmp_path / "first", method_options={"n_tokens": 4, "encoder": "mlp"})
+def test_init_encoder_starts_from_a_saved_encoder(tiny_lms, tmp_path):
+    run_ptuning(tiny_lms["causal"], tmp_path / "first", method_options={"n_tokens": 4, "encoder": "mlp"})
     saved = load_encoder(tmp_path / "first" / "encoder")
-    second = run_ptuning(tiny_model_dirs["causal"], tmp_path / "second", train={"steps": 1, "lr": 1e-9, "eval_every": 0},
+    second = run_ptuning(tiny_lms["causal"], tmp_path / "second", train={"steps": 1, "lr": 1e-9, "eval_every": 0},
                          method_options={"n_tokens": 4, "encoder": "mlp", "init_encoder": str(tmp_path / "first" / "encoder")})  # fmt: skip
     continued = load_encoder(tmp_path / "second" / "encoder")
     assert all(torch.allclose(saved.state_dict()[k], v, atol=1e-6) for k, v in continued.state_dict().items())
     assert second.trainable_parameters == sum(p.numel() for p in saved.parameters())
     with pytest.raises(ConfigError, match="init_encoder"):
-        run_ptuning(tiny_model_dirs["causal"], tmp_path / "third",
+        run_ptuning(tiny_lms["causal"], tmp_path / "third",
                     method_options={"n_tokens": 6, "encoder": "mlp", "init_encoder": str(tmp_path / "first" / "encoder")})  # fmt: skip

@@ -114,16 +114,16 @@ def test_prompt_init_transfers_saved_vectors_and_rejects_other_shapes(tiny_lms, 
         initial_values(config, fake_run(lm, reviews_task), Prompt.from_template("[P*4]{text}{answer}"))
 
 
-def run_soft(model_dir, tmp_path, name="run", **kwargs):
-    options = dict(method="soft", task=TASK, model=str(model_dir), max_train=16, max_eval=12, progress=False,
+def run_soft(lm, tmp_path, name="run", **kwargs):
+    options = dict(method="soft", task=TASK, lm=lm, max_train=16, max_eval=12, progress=False,
                    output=str(tmp_path / name), train={"steps": 6, "batch_size": 4, "lr": 0.1, "eval_every": 3})  # fmt: skip
     options.update(kwargs)
     return promptopt.run(**options)
 
 
 @pytest.mark.parametrize("kind", ["causal", "masked"])
-def test_soft_training_lowers_the_loss_and_saves_a_rescorable_prompt(kind, tiny_model_dirs, tmp_path):
-    result = run_soft(tiny_model_dirs[kind], tmp_path, method_options={"n_tokens": 4, "init": "vocab"})
+def test_soft_training_lowers_the_loss_and_saves_a_rescorable_prompt(kind, tiny_lms, tiny_model_dirs, tmp_path):
+    result = run_soft(tiny_lms[kind], tmp_path, method_options={"n_tokens": 4, "init": "vocab"})
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in history if "loss" in r]
     assert len(losses) == 6 and min(losses[3:]) < losses[0]
@@ -136,9 +136,9 @@ def test_soft_training_lowers_the_loss_and_saves_a_rescorable_prompt(kind, tiny_
     assert again.metrics["accuracy"] == result.metrics["eval"]["accuracy"]
 
 
-def test_several_vector_segments_between_and_after_the_fields_all_train(tiny_lms, tiny_model_dirs, tmp_path):
+def test_several_vector_segments_between_and_after_the_fields_all_train(tiny_lms, tmp_path):
     template = "[P*2:front]Review: {text}[P*2:middle]\nSentiment:{answer}[P:after]"  # after {answer}: masked LMs see it
-    run_soft(tiny_model_dirs["masked"], tmp_path, templates=[template],
+    run_soft(tiny_lms["masked"], tmp_path, templates=[template],
              method_options={"init": "text", "init_text": "the review"})  # fmt: skip
     prompt = Prompt.load(tmp_path / "run" / "prompt")
     assert [s.name for s in prompt.segments_of(SegmentKind.VECTORS)] == ["front", "middle", "after"]
