@@ -184,7 +184,9 @@ def machine_description() -> str:
     if torch.cuda.is_available():
         parts.append(f"GPU {torch.cuda.get_device_name(0)}")
     parts.append(f"{platform.system()} {platform.release()}")
-    parts.append(f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    threads = torch.get_num_threads()
+    plural = "s" if threads != 1 else ""
+    parts.append(f"Python {platform.python_version()}, torch {torch.__version__} ({threads} thread{plural})")
     return "; ".join(parts)
 
 
@@ -483,6 +485,7 @@ def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> R
         error=result.error, metric=_metric_name(metrics), score=metrics.get("score"),
         select_score=(result.select_metrics or {}).get("score"), n_eval=int(metrics.get("n", 0)),
         trainable_parameters=int(result.trainable_parameters or 0), train_seconds=float(result.train_seconds or 0),
+        eval_seconds=float(result.eval_seconds or 0),
         eval_examples_per_second=float(result.eval_examples_per_second or 0),
         peak_memory_mb=float(result.peak_memory_mb or 0), prompt_text=result.prompt_text or "",
         run_dir=_display(run_dir, base), curves=read_curves(run_dir / "history.jsonl"), inspection=inspection,

@@ -196,6 +196,9 @@ def _meta(board: Leaderboard) -> str:
         items.append("<li><b>Settings:</b> " + ", ".join(f"{esc(k)}={esc(v)}" for k, v in settings.items()) + "</li>")
     for note in meta.get("notes") or []:
         items.append(f"<li>{esc(note)}</li>")
+    total = fmt.total_time(board)
+    if total:
+        items.append(f"<li>{esc(total)}</li>")
     return '<ul class="meta">' + "".join(items) + "</ul>" if items else ""
 
 

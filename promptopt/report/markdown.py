@@ -43,6 +43,9 @@ def meta_lines(board: Leaderboard) -> list[str]:
         out.append("- Settings: " + ", ".join(f"{md(k)}={md(v)}" for k, v in settings.items()))
     for note in meta.get("notes") or []:
         out.append(f"- {md(note)}")
+    total = fmt.total_time(board)
+    if total:
+        out.append(f"- {total}")
     return out
 
 

@@ -36,6 +36,7 @@ class RunEntry:
     n_eval: int = 0
     trainable_parameters: int = 0
     train_seconds: float = 0.0
+    eval_seconds: float = 0.0
     eval_examples_per_second: float = 0.0
     peak_memory_mb: float = 0.0
     prompt_text: str = ""
@@ -104,6 +105,12 @@ class Leaderboard:
     @property
     def failures(self) -> list[RunEntry]:
         return [r for r in self.runs if r.status != "ok"]
+
+    @property
+    def seconds(self) -> tuple[float, float]:
+        """Optimisation and evaluation time summed over the finished runs (as each run measured them)."""
+        ok = [r for r in self.runs if r.status == "ok"]
+        return sum(r.train_seconds for r in ok), sum(r.eval_seconds for r in ok)
 
     def rows_of(self, model: str, task: str) -> list[Row]:
         return [r for r in self.rows if r.model == model and r.task == task]
