@@ -101,3 +101,14 @@ def test_load_names_the_file_and_line_of_bad_json(tmp_path):
     (tmp_path / "prompt.json").write_text('{\n  "format_version": 1,\n  oops\n}')
     with pytest.raises(PromptoptError, match=r"prompt.json:3"):
         Prompt.load(tmp_path)
+
+
+def test_atomic_writes_leave_ordinary_file_permissions(tmp_path):
+    import os
+
+    from promptopt.io import write_json
+
+    write_json(tmp_path / "x.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask
