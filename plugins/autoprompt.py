@@ -141,6 +141,7 @@ class _Search:
         self.iterations = self.accepted = self.scored = 0
         self.stopped = "iterations"
         self.best: tuple[Prompt, dict] | None = None
+        self.best_key: tuple[float, float] = (float("-inf"), float("-inf"))
         self.last_scored: Prompt | None = None
         self.allowed = None
         if slots:
@@ -228,12 +229,27 @@ class _Search:
         result = self.run.evaluate(prompt, step=step)
         self.run.log({"select_step": step, "select": {k: v for k, v in result.metrics.items() if k != "per_class"},
                       "prompt": prompt.text(self.run.lm.tokenizer)})  # fmt: skip
-        if self.best is None or result.score > self.best[1]["score"]:
-            self.best = (prompt, result.metrics)
+        key = (result.score, _gold_fit(result.predictions))
+        if self.best is None or key > self.best_key:
+            self.best, self.best_key = (prompt, result.metrics), key
 
     def summary(self) -> dict:
         return {"iterations": self.iterations, "accepted": self.accepted, "candidates_scored": self.scored,
                 "stopped": self.stopped, "seconds": round(time.perf_counter() - self.start, 2)}  # fmt: skip
+
+
+def _gold_fit(predictions: list[dict]) -> float:
+    """A tie-breaker between prompts of equal score: mean reciprocal rank of the gold answer (fact retrieval) or
+    mean probability of the gold class (classification), from the engine's per-example predictions."""
+    if not predictions:
+        return 0.0
+    if "gold_rank" in predictions[0]:
+        return sum(1.0 / row["gold_rank"] for row in predictions) / len(predictions)
+    total = 0.0
+    for row in predictions:
+        scores = torch.tensor(list(row["scores"].values()))
+        total += float(torch.softmax(scores, 0)[list(row["scores"]).index(row["label"])])
+    return total / len(predictions)
 
 
 class _Stream:

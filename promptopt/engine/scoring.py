@@ -325,11 +325,12 @@ class Scorer:
         """
         groups = [encs[i::n_examples] for i in range(n_examples)]
         splits = [min(_common_prefix(g), min(min(e.read) for e in g)) for g in groups]
-        if table is not None and table.requires_grad:
+        needs_grad = table is not None and table.requires_grad
+        if needs_grad:  # what comes before the first vector does not depend on it: no graph there
             splits = [min([s, *(p for e in g for p, _ in e.vectors)]) for s, g in zip(splits, groups)]
         facts = self.facts
         usable = self.lm.kind == ModelKind.CAUSAL and facts.head is not None and facts.share_ok
-        if not usable or min(splits) < 1 or (len(encs) == n_examples and not (table is not None and table.requires_grad)):
+        if not usable or min(splits) < 1 or (len(encs) == n_examples and not needs_grad):
             everyone = _common_prefix(encs)  # a prefix shared by the whole batch is still computed once
             return self._logits_at([replace(e, shared=min(e.shared, everyone)) for e in encs], table)
         device = self.lm.device
