@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3, help="timed repetitions of each way (median reported)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--output", default="benchmarks/results/autoprompt.json", help="where the JSON record is written")
+    ap.add_argument("--output", default="bench_autoprompt.json", help="where the JSON record is written")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
