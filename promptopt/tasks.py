@@ -60,6 +60,7 @@ class SplitSource:
     hub: str | None = None
     hub_config: str | None = None
     hub_split: str | None = None
+    min_words: int = 0
 
 
 @dataclass
@@ -129,7 +130,10 @@ class TaskSpec:
             if source.hub is None:
                 hint += " (The spec names no 'hub' data set to fall back on.)"
             raise DataError(self.path or self.name, f"data file {path} does not exist.{hint}", field=f"{where}.path")
-        return [self._example(row, path, line, source) for line, row in rows]
+        examples = [self._example(row, path, line, source) for line, row in rows]
+        if source.min_words:
+            examples = [ex for ex in examples if sum(len(v.split()) for v in ex.inputs.values()) >= source.min_words]
+        return examples
 
     def _example(self, row: dict, path: Path, line: int, source: SplitSource) -> Example:
         for old, new in source.rename.items():
@@ -248,7 +252,7 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 def _source_from_dict(obj: dict, spec_path, where: str) -> SplitSource:
-    allowed = {"path", "format", "columns", "rename", "hub", "hub_config", "hub_split", "fractions", "seed"}
+    allowed = {"path", "format", "columns", "rename", "hub", "hub_config", "hub_split", "fractions", "seed", "min_words"}
     unknown = set(obj) - allowed
     if unknown:
         raise DataError(spec_path, f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}", field=where)
@@ -257,7 +261,11 @@ def _source_from_dict(obj: dict, spec_path, where: str) -> SplitSource:
     fmt = obj.get("format")
     if fmt is not None and fmt not in FORMATS:
         raise DataError(spec_path, f"format {fmt!r} is not one of {list(FORMATS)}", field=f"{where}.format")
+    min_words = obj.get("min_words", 0)
+    if not isinstance(min_words, int) or isinstance(min_words, bool) or min_words < 0:
+        raise DataError(spec_path, f"min_words must be a whole number >= 0, got {min_words!r}", field=f"{where}.min_words")
     return SplitSource(
+        min_words=min_words,
         path=obj.get("path"),
         format=fmt,
         columns=obj.get("columns"),

@@ -97,3 +97,23 @@ def test_init_encoder_starts_from_a_saved_encoder(tiny_lms, tmp_path):
     with pytest.raises(ConfigError, match="init_encoder"):
         run_ptuning(tiny_lms["causal"], tmp_path / "third",
                     method_options={"n_tokens": 6, "encoder": "mlp", "init_encoder": str(tmp_path / "first" / "encoder")})  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mlp"])
+def test_residual_encoder_starts_at_its_input_table_and_plain_one_does_not(kind):
+    spec = EncoderSpec(kind=kind, segments=[["p0", 3], ["p1", 2]], hidden_size=8, encoder_hidden=6, lstm_layers=1,
+                       dropout=0.0, residual=True, encoder_lr_scale=0.1)  # fmt: skip
+    table = torch.randn(5, 8)
+    out = PromptEncoder(spec, table)()
+    assert torch.equal(torch.cat([out["p0"], out["p1"]]), table)
+    spec.residual = False
+    plain = PromptEncoder(spec, table)()
+    assert not torch.allclose(torch.cat([plain["p0"], plain["p1"]]), table)
+
+
+def test_encoder_weights_train_at_the_scaled_learning_rate():
+    spec = EncoderSpec(kind="mlp", segments=[["p0", 2]], hidden_size=8, encoder_hidden=6, lstm_layers=1, dropout=0.0,
+                       residual=True, encoder_lr_scale=0.25)  # fmt: skip
+    groups = PromptEncoder(spec, torch.randn(2, 8)).optimizer_groups()
+    assert [len(g["params"]) for g in groups] == [1, 4] and groups[0].get("lr_scale", 1.0) == 1.0
+    assert groups[1]["lr_scale"] == 0.25

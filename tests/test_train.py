@@ -270,3 +270,30 @@ def test_fit_with_scorer_evaluates_the_selection_split(tiny_lms, reviews_task):
                  select=reviews_task.load_split("dev")[:6], hook=hook)  # fmt: skip
     assert [s for s, _, _ in hook.evals] == [1, 2]
     assert result.best_metrics["n"] == 6 and 0 <= result.best_metrics["accuracy"] <= 1
+
+
+class TwoPart(torch.nn.Module):
+    """A prompt module whose two parts train at different learning rates through ``optimizer_groups``."""
+
+    def __init__(self, scales):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.zeros(1, 3))
+        self.b = torch.nn.Parameter(torch.zeros(1, 3))
+        self.scales = scales
+
+    def optimizer_groups(self):
+        return [{"params": [p], "lr_scale": f} for p, f in zip((self.a, self.b), self.scales)]
+
+    def forward(self):
+        return {"p0": torch.cat([self.a, self.b])}
+
+
+def test_optimizer_groups_give_parts_of_a_prompt_module_their_own_learning_rate():
+    config = TrainConfig(steps=3, batch_size=2, lr=0.1, schedule="constant", group_by_length=0, max_grad_norm=0)
+    params = TwoPart((1.0, 0.01))
+    fit(params, TOY_DATA, config, loss_fn=toy_loss)
+    # AdamW moves each coordinate by about lr per step whatever the gradient's size: 3 steps
+    assert params.a.detach().abs().max().item() == pytest.approx(0.3, rel=0.05)
+    assert params.b.detach().abs().max().item() == pytest.approx(0.003, rel=0.05)
+    with pytest.raises(PromptoptError, match="must cover every trainable parameter"):
+        fit(TwoPart((1.0,)), TOY_DATA, config, loss_fn=toy_loss)

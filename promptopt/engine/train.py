@@ -2,7 +2,9 @@
 
 A method hands :func:`fit` a ``torch.nn.Module`` that holds *only* the prompt's own parameters and whose
 ``forward()`` returns the prompt's vectors by segment name (``{"p0": (n, hidden) tensor, ...}``): a plain table of
-vectors (:class:`PromptVectors`), or an encoder that produces them. The loop trains those parameters and nothing
+vectors (:class:`PromptVectors`), or an encoder that produces them. A module may define ``optimizer_groups()``,
+a list of ``{"params": [...], "lr_scale": f}`` covering its parameters, to give parts of it their own peak
+learning rate (``f * lr``). The loop trains those parameters and nothing
 else: the language model stays frozen, gets no gradient and no optimizer state.
 
 What the loop does, in order, for each optimizer step: ``grad_accum`` batches (loss averaged), gradient clipping,
@@ -178,7 +180,11 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(config: TrainConfig, parameters: list[torch.nn.Parameter]):
+def make_optimizer(config: TrainConfig, parameters: list):
+    """The optimizer and its schedule. ``parameters``: a list of parameters, or of groups ``{"params": [...],
+    "lr_scale": f}`` (a group's peak learning rate is ``f * config.lr``)."""
+    if parameters and isinstance(parameters[0], dict):
+        parameters = [{"params": list(g["params"]), "lr": config.lr * float(g.get("lr_scale", 1.0))} for g in parameters]
     if config.optimizer == OptimizerName.ADAFACTOR:
         from transformers.optimization import Adafactor
 
@@ -255,7 +261,12 @@ def fit(
     examples = list(examples)
     lengths = [length_fn(ex) for ex in examples] if length_fn is not None and config.group_by_length else None
     stream = BatchStream(len(examples), config.batch_size, seed, lengths, config.group_by_length)
-    optimizer, scheduler = make_optimizer(config, trainable)
+    groups = params.optimizer_groups() if hasattr(params, "optimizer_groups") else None
+    if groups is not None:
+        grouped = {id(p) for g in groups for p in g["params"]}
+        if grouped != {id(p) for p in trainable}:
+            raise PromptoptError(f"{type(params).__name__}.optimizer_groups() must cover every trainable parameter once")
+    optimizer, scheduler = make_optimizer(config, groups or trainable)
     state = _State()
     best_state = None
     resumed_from = None
