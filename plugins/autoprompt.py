@@ -16,7 +16,8 @@ prompt) and masked LMs (answer at the mask), for classification and fact retriev
 
 Label-word search (``label_search=true``): fit a logistic regression on the answer-position features (the vectors
 the output embedding matrix multiplies) and propose, for each class, the ``label_k`` vocabulary tokens that score
-highest under ``weights @ output_embeddings.T``. :func:`search_label_words` gives any method a verbalizer.
+highest under ``weights @ output_embeddings.T`` (:mod:`promptopt.verbalizer`, which also gives every method a
+verbalizer: ``promptopt run --label-search``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import enum
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass, field, replace
 
@@ -35,11 +35,9 @@ from promptopt.errors import ConfigError, PromptoptError
 from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
 from promptopt.prompt import Prompt, Segment, SegmentKind, decode_escapes
 from promptopt.tasks import Example, TaskKind
+from promptopt.verbalizer import allowed_tokens, fit_examples, search_label_words
 
 log = logging.getLogger(__name__)
-
-# a "word" token: letters or digits, optionally joined by ' or - (after stripping the leading space)
-_WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*")
 
 
 class PositionChoice(str, enum.Enum):
@@ -115,8 +113,9 @@ class AutoPromptOptimizer(PromptOptimizer):
                               "and label_search is off")  # fmt: skip
         rng = random.Random(run.seed)
         if cfg.label_search:
-            fit_on = train if cfg.label_examples == 0 else rng.sample(train, min(cfg.label_examples, len(train)))
-            words = search_label_words(scorer, base, fit_on, k=cfg.label_k, answer_prompt=prompt, seed=run.seed)
+            fit_on = fit_examples(train, cfg.label_examples, rng)
+            features_of = prompt if base.segments_of(SegmentKind.TOKENS) else base  # slots need their initial tokens
+            words = search_label_words(scorer, features_of, fit_on, k=cfg.label_k, answer_prompt=prompt, seed=run.seed)
             prompt = replace(prompt, label_words=words)
             run.log({"label_words": words, "fitted_on": len(fit_on)})
         search = _Search(self.config, run, prompt, train, rng, slots, start)
@@ -329,31 +328,6 @@ def _fill(prompt: Prompt, init: int | list[int]) -> Prompt:
     return prompt
 
 
-def allowed_tokens(tokenizer, n_rows: int, exclude_words=(), exclude_ids=(), word_tokens_only: bool = True) -> torch.Tensor:
-    """``(n_rows,)`` bool: which embedding rows may become trigger tokens.
-
-    Never: special or added tokens, rows past the tokenizer's vocabulary, tokens that decode to nothing printable
-    (or to a broken byte sequence), tokens whose stripped text is one of ``exclude_words`` (case-insensitive), and
-    ``exclude_ids``. With ``word_tokens_only``, only tokens that decode to a word (letters or digits, ' or -).
-    """
-    allowed = torch.zeros(n_rows, dtype=torch.bool)
-    n = min(n_rows, len(tokenizer))
-    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
-    excluded = {w.strip().lower() for w in exclude_words if w.strip()}
-    texts = tokenizer.batch_decode([[i] for i in range(n)])
-    for i, text in enumerate(texts):
-        word = text.strip()
-        if i in special or not word or not text.isprintable() or "\ufffd" in text or word.lower() in excluded:
-            continue
-        if word_tokens_only and not _WORD.fullmatch(word):
-            continue
-        allowed[i] = True
-    for i in exclude_ids:
-        if 0 <= i < n_rows:
-            allowed[i] = False
-    return allowed
-
-
 def answer_exclusions(scorer, prompt: Prompt, examples: list[Example]) -> tuple[list[str], set[int]]:
     """Words and token ids that would leak the answer into a trigger: the label words (every tokenization), or for
     fact retrieval the training answers."""
@@ -365,52 +339,6 @@ def answer_exclusions(scorer, prompt: Prompt, examples: list[Example]) -> tuple[
         return words, ids
     words = sorted({ex.label for ex in examples})
     return words, {i for w in words if (i := scorer.answer_token(prompt, w)) is not None}
-
-
-def search_label_words(scorer, prompt: Prompt, examples: list[Example], k: int = 3, answer_prompt: Prompt | None = None,
-                       seed: int = 0) -> dict[str, list[str]]:  # fmt: skip
-    """Label words by AutoPrompt's label search: ``{label: [k words]}``, usable as ``Prompt.label_words``.
-
-    Fits a logistic regression (scikit-learn) from the answer-position features of ``prompt`` (see
-    :meth:`Scorer.answer_features`) to the labels, scores every vocabulary token by the class weights times the
-    output embeddings, and keeps each class's ``k`` best word tokens that are one token as an answer of
-    ``answer_prompt`` (default ``prompt``) and are not taken by another class. A label absent from ``examples``
-    keeps the task's words.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    task = scorer.task
-    if task.kind != TaskKind.CLASSIFICATION:
-        raise PromptoptError(f"label-word search needs a classification task; {task.name!r} is {task.kind.value}")
-    present = sorted({ex.label for ex in examples}, key=task.labels.index)
-    if len(present) < 2:
-        raise PromptoptError(f"label-word search needs examples of at least two labels, got {present}")
-    with torch.inference_mode():
-        features = scorer.answer_features(prompt, examples).cpu().double().numpy()
-    y = [present.index(ex.label) for ex in examples]
-    clf = LogisticRegression(max_iter=2000, random_state=seed).fit(features, y)
-    coef = torch.tensor(clf.coef_, dtype=torch.float32)
-    weights = torch.stack([-coef[0], coef[0]]) if coef.shape[0] == 1 else coef  # (labels present, H)
-    output = scorer.lm.model.get_output_embeddings().weight.detach().float().cpu()
-    scores = weights @ output.T  # (labels present, V)
-    tokenizer, answer_prompt = scorer.lm.tokenizer, answer_prompt or prompt
-    allowed = allowed_tokens(tokenizer, output.shape[0])
-    taken: set[int] = set()
-    words = {lab: list(ws) for lab, ws in task.label_words.items()}
-    for row, label in enumerate(present):
-        found = []
-        for t in torch.argsort(scores[row], descending=True).tolist():
-            if len(found) == k:
-                break
-            if not allowed[t] or t in taken:
-                continue
-            word = tokenizer.decode([t]).strip()
-            if scorer.encoder.answer_ids(answer_prompt, word) == [t]:
-                found.append(word)
-                taken.add(t)
-        if found:
-            words[label] = found
-    return words
 
 
 @hookimpl

@@ -31,7 +31,8 @@ from .methods import OptimizeResult, RunContext
 from .plugins import get_optimizer, get_plugin_manager, get_task
 from .prompt import Prompt
 from .results import RunResult
-from .tasks import Example, TaskSpec
+from .tasks import Example, TaskKind, TaskSpec
+from .verbalizer import fit_examples, search_label_words, text_prompt
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class RunOptions:
     padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)"})
     method_options: dict = field(default_factory=dict, metadata={"help": "method config values (-o KEY=VALUE)"})
     train: dict = field(default_factory=dict, metadata={"help": "training loop options"})
+    label_search: bool = field(default=False, metadata={"help": "search label words on the training split (AutoPrompt's label search) and give them to the method and the evaluation"})
+    label_k: int = field(default=3, metadata={"help": "label words per class found by --label-search"})
+    label_examples: int = field(default=512, metadata={"help": "training examples --label-search fits on (0 = all)"})
     resume: bool = field(default=False, metadata={"help": "continue an interrupted run in the same directory"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in the same directory"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -147,6 +151,8 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     method_config = cfg.build(optimizer_cls.config_class, opts.method_options)
     train_config = cfg.build(TrainConfig, opts.train)
     task = get_task(opts.task, pm)
+    if opts.label_search:
+        _check_label_search(task, opts)
     out = Path(opts.output) if opts.output else default_output(opts)
     if (out / "result.json").exists() and not opts.resume:
         if not opts.overwrite:
@@ -159,10 +165,16 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
 
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
-    data, described = prepare_data(task, opts, optimizer_cls.needs_training_data)
+    data, described = prepare_data(task, opts, optimizer_cls.needs_training_data or opts.label_search)
     lm = lm or load_model(opts.model, device=opts.device, dtype=opts.dtype, kind=opts.model_kind)
     scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
     templates = list(opts.templates) or list(task.templates)
+    label_search = None
+    if opts.label_search:
+        # every method and the final evaluation score with the found words: they become the task's own
+        label_search = _search_labels(scorer, data["train"], templates, opts)
+        task = dataclasses.replace(task, label_words=label_search["label_words"])
+        scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
     resolved = {
         "method": opts.method,
         "method_config": cfg.to_dict(method_config),
@@ -181,6 +193,9 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "versions": {"torch": torch.__version__, "python": platform.python_version(), **_versions()},
         "machine": platform.platform(),
     }
+    if label_search is not None:
+        resolved["label_words"] = label_search["label_words"]
+        resolved["label_search"] = {k: v for k, v in label_search.items() if k != "label_words"}
     write_json(out / "config.json", resolved)
     ctx = RunContext(
         method=opts.method, config=method_config, task=task, lm=lm, scorer=scorer, data=data, templates=templates,
@@ -189,12 +204,16 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     )  # fmt: skip
     result = RunResult(method=opts.method, task=task.name, model=lm.name, seed=opts.seed, output_dir=str(out),
                        config=resolved)  # fmt: skip
+    if label_search is not None and not _logged_label_search(out, opts.resume):
+        ctx.log({"label_search": resolved["label_search"], "label_words": resolved["label_words"]})
     pm.hook.run_start(run=ctx)
     try:
         start = time.perf_counter()
         found: OptimizeResult = optimizer_cls(method_config).optimize(ctx)
         result.train_seconds = time.perf_counter() - start
         prompt = found.prompt
+        if label_search is not None and prompt.label_words is None:  # the saved prompt re-scores as it was scored
+            prompt.label_words = label_search["label_words"]
         prompt.meta.setdefault("method", opts.method)
         prompt.meta.setdefault("model", lm.name)
         prompt.meta.setdefault("task", task.name)
@@ -218,6 +237,41 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     write_json(out / "result.json", result.to_json())
     pm.hook.run_end(run=ctx, result=result)
     return result
+
+
+def _check_label_search(task: TaskSpec, opts: RunOptions) -> None:
+    if task.kind != TaskKind.CLASSIFICATION:
+        raise ConfigError(f"--label-search needs a classification task; task {task.name!r} is {task.kind.value} "
+                          "(its answers are vocabulary tokens, there are no label words to search)")  # fmt: skip
+    if "train" not in task.available_splits:
+        raise ConfigError(f"--label-search fits on the training split; task {task.name!r} has none "
+                          f"(splits: {task.available_splits})")  # fmt: skip
+    if opts.label_k < 1:
+        raise ConfigError(f"RunOptions.label_k must be >= 1, got {opts.label_k}")
+    if opts.label_examples < 0:
+        raise ConfigError(f"RunOptions.label_examples must be >= 0 (0 = all), got {opts.label_examples}")
+
+
+def _search_labels(scorer: Scorer, train: list[Example], templates: list[str], opts: RunOptions) -> dict:
+    """Label words for the run (``--label-search``), fitted on the training split with the first template."""
+    if not templates:
+        raise ConfigError("--label-search reads features through a template; the task has none and none was given")
+    prompt = text_prompt(templates[0])
+    prompt.check_fields(scorer.task.inputs)
+    if not train:
+        raise ConfigError(f"--label-search needs training examples; task {scorer.task.name!r} has none left "
+                          "(check --max-train, --shots and --select-split holdout:N)")  # fmt: skip
+    fit_on = fit_examples(train, opts.label_examples, random.Random(f"{opts.seed}:label_search"))
+    start = time.perf_counter()
+    words = search_label_words(scorer, prompt, fit_on, k=opts.label_k, seed=opts.seed)
+    return {"label_words": words, "k": opts.label_k, "template": templates[0], "fitted_on": len(fit_on),
+            "task_label_words": scorer.task.label_words, "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
+
+
+def _logged_label_search(out: Path, resume: bool) -> bool:
+    """Whether a resumed run's history already holds the label-search record (it is written once)."""
+    history = out / "history.jsonl"
+    return resume and history.exists() and '"label_search"' in history.read_text(encoding="utf-8")
 
 
 def _versions() -> dict:

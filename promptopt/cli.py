@@ -78,12 +78,16 @@ def _load_templates(template, templates_file):
 @click.option("--device", default=None, help="cuda, mps or cpu (default: best available).")
 @click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32).")
 @click.option("--padding-side", type=click.Choice(["left", "right"]), default=None)
+@click.option("--label-search", is_flag=True,
+              help="Search label words on the train split (AutoPrompt's label search); any method scores with them.")
+@click.option("--label-k", type=int, default=3, show_default=True, help="Label words per class found by --label-search.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the same directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @_train_options
 def run(method, task, model, model_kind, seed, output, max_train, shots, max_eval, select_split, eval_split, template,
-        templates_file, options, batch_size, device, dtype, padding_side, resume, overwrite, no_progress, **train):  # fmt: skip
+        templates_file, options, batch_size, device, dtype, padding_side, label_search, label_k, resume, overwrite,
+        no_progress, **train):  # fmt: skip
     """Optimise a prompt for a task with one method, score it, and write a run directory."""
     from .api import RunOptions
     from .api import run as api_run
@@ -93,12 +97,14 @@ def run(method, task, model, model_kind, seed, output, max_train, shots, max_eva
         shots=shots, max_eval=max_eval, select_split=select_split, eval_split=eval_split,
         templates=_load_templates(template, templates_file), batch_size=batch_size, device=device, dtype=dtype,
         padding_side=padding_side, method_options=cfg.parse_pairs(options),
-        train={k[len("train_"):]: v for k, v in train.items() if v is not None}, resume=resume, overwrite=overwrite,
-        progress=not no_progress,
+        train={k[len("train_"):]: v for k, v in train.items() if v is not None}, label_search=label_search,
+        label_k=label_k, resume=resume, overwrite=overwrite, progress=not no_progress,
     )  # fmt: skip
     result = api_run(opts)
     metrics = result.metrics["eval"]
     click.echo(f"prompt:    {result.prompt_text!r}")
+    if "label_words" in result.config:
+        click.echo(f"labels:    {result.config['label_words']}")
     if result.select_metrics:
         click.echo(f"select:    {result.select_metrics.get('score', 0):.4f} on {result.config['data']['select']} examples of {result.config['data']['select_split']}")
     shown = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}

@@ -317,6 +317,88 @@ def test_label_search_option_puts_its_words_in_the_saved_prompt(tiny_lms, tmp_pa
     assert scorer.verbalizer(prompt).words == [prompt.label_words["negative"], prompt.label_words["positive"]]
 
 
+# -- run-level label search (promptopt run --label-search), for any method -------------------------------------
+
+
+def yes_no_task(tmp_path, splits=("train", "dev", "test")):
+    """Texts ending in " yes" are positive, in " no" negative: for the residual-only model the answer feature is
+    that last token's, so which words score well is decided by the output embeddings alone."""
+    rows = [{"text": f"{t} yes", "label": "positive"} for t in TEXTS] + [{"text": f"{t} no", "label": "negative"} for t in TEXTS]
+    for split in splits:
+        write_jsonl(tmp_path / f"{split}.jsonl", rows)
+    spec = tmp_path / "yesno.toml"
+    spec.write_text('name = "yesno"\ninputs = ["text"]\nlabel = "label"\ntemplates = ["{text}{answer}"]\n'
+                    '[label_words]\nnegative = ["negative"]\npositive = ["positive"]\n'
+                    + "".join(f'[splits.{s}]\npath = "{{spec_dir}}/{s}.jsonl"\n' for s in splits))  # fmt: skip
+    return spec
+
+
+def planted_label_model(model_dir):
+    """Residual-only model whose output embeddings make " great"/" terrible" the best words for the yes/no
+    features, and the task's own words " positive"/" negative" the wrong way round (accuracy 0 with them)."""
+    lm = residual_only(model_dir)
+    tok = lm.tokenizer
+    prompt = Prompt.from_template("{text}{answer}")
+    scorer = Scorer(lm, get_task(TASK))
+    with torch.inference_mode():
+        yes, no = scorer.answer_features(prompt, [Example(inputs={"text": f"{TEXTS[0]} {w}"}, label="positive")
+                                                  for w in ("yes", "no")])  # fmt: skip
+    yes, no = yes / yes.norm(), no / no.norm()
+    with torch.no_grad():
+        head = lm.model.get_output_embeddings().weight
+        head[one_token(tok, " great")], head[one_token(tok, " terrible")] = 10 * yes, 10 * no
+        head[one_token(tok, " negative")], head[one_token(tok, " positive")] = 5 * yes, 5 * no
+    return lm
+
+
+def test_run_level_label_search_gives_its_words_to_the_method_and_the_evaluation(tiny_model_dirs, tmp_path):
+    lm = planted_label_model(tiny_model_dirs["causal"])
+    spec = yes_no_task(tmp_path)
+    plain = promptopt.run(method="manual", task=str(spec), lm=lm, output=str(tmp_path / "plain"), progress=False)
+    assert plain.metrics["eval"]["accuracy"] == 0.0  # the task's own words point the wrong way
+    result = promptopt.run(method="manual", task=str(spec), lm=lm, output=str(tmp_path / "run"), progress=False,
+                           label_search=True, label_k=1, seed=5)  # fmt: skip
+    want = {"negative": ["terrible"], "positive": ["great"]}
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["label_words"] == want
+    assert config["label_search"]["k"] == 1 and config["label_search"]["fitted_on"] == 2 * len(TEXTS)
+    assert config["label_search"]["task_label_words"] == {"negative": ["negative"], "positive": ["positive"]}
+    assert "label_words" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert history[0]["label_words"] == want
+    # the selection (by the method) and the evaluation both scored with the found words
+    assert result.select_metrics["accuracy"] == 1.0 and result.metrics["eval"]["accuracy"] == 1.0
+    saved = Prompt.load(tmp_path / "run" / "prompt")
+    assert saved.label_words == want
+    rescored = promptopt.evaluate_prompt(tmp_path / "run" / "prompt", str(spec), split="test", lm=lm, progress=False)
+    assert rescored.metrics["accuracy"] == 1.0
+
+
+def test_run_level_label_search_is_seeded_and_works_for_a_searching_method(tiny_lms, tmp_path):
+    opts = dict(task=TASK, lm=tiny_lms["masked"], max_train=16, max_eval=8, progress=False, label_search=True,
+                label_k=2, label_examples=8, train={"steps": 1}, method_options={"candidates": 2})  # fmt: skip
+    words = []
+    for name in ("a", "b"):
+        promptopt.run(method="autoprompt", output=str(tmp_path / name), seed=1, **opts)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["label_search"]["fitted_on"] == 8
+        assert Prompt.load(tmp_path / name / "prompt").label_words == config["label_words"]
+        words.append(config["label_words"])
+    assert words[0] == words[1] and all(len(ws) == 2 for ws in words[0].values())  # the task has one word each
+
+
+def test_run_level_label_search_refuses_fact_retrieval_and_tasks_without_training_data(tiny_lms, tmp_path):
+    lm = tiny_lms["causal"]
+    with pytest.raises(ConfigError, match="--label-search needs a classification task; task 'capitals' is fact_retrieval"):
+        promptopt.run(method="manual", task=str(fact_task(tmp_path)), lm=lm, output=str(tmp_path / "f"),
+                      progress=False, label_search=True)  # fmt: skip
+    spec = yes_no_task(tmp_path, splits=("dev", "test"))
+    with pytest.raises(ConfigError, match="--label-search fits on the training split; task 'yesno' has none"):
+        promptopt.run(method="manual", task=str(spec), lm=lm, output=str(tmp_path / "t"), progress=False,
+                      label_search=True)  # fmt: skip
+    assert promptopt.run(method="manual", task=str(spec), lm=lm, output=str(tmp_path / "t"), progress=False).status == "ok"
+
+
 # -- the artifact ----------------------------------------------------------------------------------------------
 
 

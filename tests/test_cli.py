@@ -83,3 +83,28 @@ def test_eval_rescoring_a_saved_prompt_matches_the_run(tiny_model_dirs, tmp_path
                     "--model", str(tiny_model_dirs["causal"]))  # fmt: skip
     assert result.exit_code == 0
     assert json.loads(result.stdout)["accuracy"] == run_acc
+
+
+def test_label_search_flag_searches_label_words_for_the_manual_method(tiny_model_dirs, tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", "--task", TASK, "--model", str(tiny_model_dirs["causal"]), "--max-train", "16",
+                    "--max-eval", "8", "--output", str(out), "--no-progress", "--label-search", "--label-k", "2")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert set(config["label_words"]) == {"negative", "positive"}
+    assert all(len(ws) == 2 for ws in config["label_words"].values())  # the task's verbalizer has one word each
+    assert config["label_search"]["k"] == 2 and config["label_search"]["fitted_on"] == 16
+    assert f"labels:    {config['label_words']}" in result.output
+    prompt = json.loads((out / "prompt" / "prompt.json").read_text())
+    assert prompt["label_words"] == config["label_words"]
+
+
+def test_label_search_on_a_fact_retrieval_task_is_one_clear_error(tmp_path):
+    spec = tmp_path / "facts.toml"
+    (tmp_path / "facts.jsonl").write_text('{"sub": "Paris", "obj": "France"}\n')
+    spec.write_text('name = "facts"\nkind = "fact_retrieval"\ninputs = ["sub"]\nlabel = "obj"\n'
+                    'templates = ["{sub} is in {answer} ."]\n[splits.train]\npath = "{spec_dir}/facts.jsonl"\n'
+                    '[splits.test]\npath = "{spec_dir}/facts.jsonl"\n')  # fmt: skip
+    result = invoke("run", "--task", str(spec), "--label-search", "--output", str(tmp_path / "r"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--label-search needs a classification task; task 'facts' is fact_retrieval" in result.output
