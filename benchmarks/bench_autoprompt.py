@@ -44,13 +44,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3, help="timed repetitions of each way (median reported)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--output", default="bench_autoprompt.json", help="where the JSON record is written")
+    ap.add_argument("--output", "--out", default="bench_autoprompt.json", help="where the JSON record is written")
+    ap.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    ap.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     task_name = args.task or ("sst2" if data_root() and (data_root() / "sst2" / "train.tsv").exists() else "tiny-reviews")
     task = get_task(task_name)
-    lm = load_model(args.model, device="cpu")
+    lm = load_model(args.model, device=args.device, dtype=args.dtype)
     scorer = Scorer(lm, task)
     templates = [args.template] if args.template else task.templates
     _, prompt = trigger_prompts(templates, args.triggers, token_id(lm.tokenizer, "the"))

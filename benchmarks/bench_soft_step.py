@@ -18,7 +18,14 @@ resident set size (``VmHWM`` from ``/proc/self/status``) of a fresh process per 
 runs two steps, and its growth over the resident size just before the first step (CPU; on CUDA,
 ``torch.cuda.max_memory_allocated``).
 
+With ``--task NAME`` the two systems instead train on ``--steps`` batches sampled from the task's training split,
+each batching as it is normally used: PEFT on plain shuffled batches right-padded to their longest example (logits
+at every position, read at each row's last token), ours in the shared training loop's order (seeded shuffle,
+sorted by length within runs of 16 batches, so a batch holds similar lengths) with the task's first template behind
+the virtual tokens. The two losses are first checked equal on one batch; the ratio is of total step time.
+
     python benchmarks/bench_soft_step.py --out bench_soft_step.json            # default model (SmolLM2-135M)
+    python benchmarks/bench_soft_step.py --task sst2 --steps 24 --out bench_soft_task.json
     python benchmarks/bench_soft_step.py --model /path/to/tiny --repeats 2     # quick
 """
 
@@ -28,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -66,7 +74,7 @@ class Setup:
         from promptopt.plugins import get_task
         from promptopt.prompt import Prompt
 
-        self.lm = lm = load_model(args.model, device=args.device)
+        self.lm = lm = load_model(args.model, device=args.device, dtype=args.dtype)
         self.task = get_task("tiny-reviews")  # labels negative/positive, label words " negative"/" positive"
         self.examples = make_batch(lm, args.batch_size, args.length)
         self.prompt = Prompt.from_template(f"[P*{args.virtual}]{{text}}{{answer}}")
@@ -142,6 +150,93 @@ def memory_only(args):
         print(json.dumps({"peak_mb": peak, "growth_mb": peak - before / 1024, "measure": "peak RSS (VmHWM)"}))
 
 
+def task_mode(args):
+    """Steps on a real task's training data, each system batching as it would: see ``--task`` in the docstring."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    from promptopt.engine import Scorer, load_model
+    from promptopt.engine.train import BatchStream, PromptVectors, _prompt_length
+    from promptopt.plugins import get_task
+    from promptopt.prompt import Prompt
+
+    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    task = get_task(args.task)
+    field = task.inputs[0]
+    template = task.templates[0]
+    prompt = Prompt.from_template(f"[P*{args.virtual}]" + template)
+    scorer = Scorer(lm, task)
+    pool = scorer.usable_examples(prompt, task.load_split("train"))
+    rng = random.Random(0)
+    examples = rng.sample(pool, args.steps * args.batch_size)
+    g = torch.Generator().manual_seed(0)
+    init = lm.embeddings.weight[torch.randint(100, min(5000, lm.vocab_size), (args.virtual,), generator=g)].detach().float().clone()
+    ours = PromptVectors({"p0": init}).to(lm.device)
+    ours_opt = torch.optim.AdamW(ours.parameters(), lr=1e-3)
+    # ours: the training loop's order (seeded shuffle, sorted by length within runs of 16 batches)
+    length_of = _prompt_length(scorer, prompt)  # what the training loop groups by
+    lengths = [length_of(ex) for ex in examples]
+    stream = BatchStream(len(examples), args.batch_size, 0, lengths, group=16)
+    our_batches = [[examples[i] for i in stream.batch(k)] for k in range(args.steps)]
+    # PEFT: the usual plain shuffled batches, right-padded to the longest, read at each row's last real token
+    peft_batches = [examples[k * args.batch_size:(k + 1) * args.batch_size] for k in range(args.steps)]
+    answer_ids = [scorer.verbalizer(prompt).ids[i][0][0] for i in range(len(task.labels))]
+    model = get_peft_model(lm.model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=args.virtual))
+    with torch.no_grad():
+        model.prompt_encoder["default"].embedding.weight.copy_(init)
+    peft_params = [p for p in model.parameters() if p.requires_grad]
+    peft_opt = torch.optim.AdamW(peft_params, lr=1e-3)
+    lm.tokenizer.padding_side = "right"
+    prefix_text = template.split("{answer}")[0]
+
+    def peft_loss(batch):
+        texts = [prefix_text.replace("{" + field + "}", ex.inputs[field]) for ex in batch]
+        enc = lm.tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True).to(lm.device)
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        last = enc["attention_mask"].sum(-1) - 1 + args.virtual
+        scores = torch.log_softmax(logits[torch.arange(len(batch)), last].float(), dim=-1)[:, answer_ids]
+        targets = torch.tensor([task.labels.index(ex.label) for ex in batch], device=lm.device)
+        return torch.nn.functional.cross_entropy(scores, targets)
+
+    def step(name, batch):
+        if name == "promptopt":
+            loss, params, opt = scorer.loss(prompt, batch, vectors=ours()), list(ours.parameters()), ours_opt
+        else:
+            loss, params, opt = peft_loss(batch), peft_params, peft_opt
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.item()
+
+    with torch.no_grad():  # same vectors, same batch: the two losses must agree
+        a, b = scorer.loss(prompt, peft_batches[0], vectors=ours()).item(), peft_loss(peft_batches[0]).item()
+    tol = 1e-3 if lm.dtype == torch.float32 else 5e-2
+    assert abs(a - b) < tol, f"promptopt and PEFT compute different losses on the same batch: {a} vs {b}"
+    times = {"promptopt": [], "peft": []}
+    for k in range(args.steps):
+        for name in (("promptopt", "peft") if k % 2 == 0 else ("peft", "promptopt")):
+            start = time.perf_counter()
+            step(name, our_batches[k] if name == "promptopt" else peft_batches[k])
+            times[name].append(time.perf_counter() - start)
+        print(f"step {k + 1}/{args.steps}: promptopt {times['promptopt'][-1]:.3f}s, peft {times['peft'][-1]:.3f}s", flush=True)
+    total = {n: sum(t) for n, t in times.items()}
+    tokens = {"promptopt": sum(max(lengths[i] for i in stream.batch(k)) * args.batch_size for k in range(args.steps)),
+              "peft": sum(max(lengths[examples.index(ex)] for ex in b) * args.batch_size for b in peft_batches)}
+    result = {"model": lm.name, "task": task.name, "template": prompt.text(), "device": str(lm.device),
+              "threads": torch.get_num_threads(), "batch_size": args.batch_size, "steps": args.steps,
+              "virtual_tokens": args.virtual, "first_loss": {"promptopt": a, "peft": b}, "step_seconds": times,
+              "seconds_per_step": {n: t / args.steps for n, t in total.items()}, "padded_positions": tokens,
+              "ratio_peft_over_promptopt": total["peft"] / total["promptopt"], "machine": platform.platform(),
+              "load_average": os.getloadavg(), "torch": torch.__version__}  # fmt: skip
+    print(f"\n{task.name}, {args.steps} steps of {args.batch_size}, {args.virtual} virtual tokens, "
+          f"{result['threads']} threads: promptopt {result['seconds_per_step']['promptopt']:.3f} s/step, "
+          f"PEFT {result['seconds_per_step']['peft']:.3f} s/step, ratio {result['ratio_peft_over_promptopt']:.2f}x")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"written: {args.out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
@@ -149,19 +244,25 @@ def main():
     ap.add_argument("--length", type=int, default=48, help="input tokens per example")
     ap.add_argument("--virtual", type=int, default=20, help="soft / virtual tokens")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    ap.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32)")
     ap.add_argument("--peft-last-logit", action="store_true", help="also time PEFT with logits_to_keep=1")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--memory-only", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--task", default=None, help="real-data mode: train batches of this task (see above)")
+    ap.add_argument("--steps", type=int, default=24, help="steps per system in --task mode")
     args = ap.parse_args()
     if args.memory_only:
         return memory_only(args)
+    if args.task:
+        return task_mode(args)
 
     setup = Setup(args)
     variants = ["promptopt", "promptopt-plain", "peft"] + (["peft-last-logit"] if args.peft_last_logit else [])
     first = {name: setup.step(name, update=False) for name in variants}  # same vectors: the losses must agree
-    assert all(abs(v - first["peft"]) < 1e-4 for v in first.values()), f"the variants compute different losses: {first}"
+    tol = 1e-4 if setup.lm.dtype == torch.float32 else 5e-2  # bf16/fp16 round differently along different paths
+    assert all(abs(v - first["peft"]) < tol for v in first.values()), f"the variants compute different losses: {first}"
     for name in variants:  # warm-up
         setup.step(name)
     times = {name: [] for name in variants}
@@ -177,7 +278,8 @@ def main():
     if not args.no_memory:
         for name in variants:
             cmd = [sys.executable, __file__, "--memory-only", name, "--batch-size", str(args.batch_size), "--length",
-                   str(args.length), "--virtual", str(args.virtual), "--device", args.device]  # fmt: skip
+                   str(args.length), "--virtual", str(args.virtual)]  # fmt: skip
+            cmd += [f"--{k}={v}" for k, v in (("device", args.device), ("dtype", args.dtype)) if v]
             if args.model:
                 cmd += ["--model", args.model]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)

@@ -24,7 +24,7 @@ PROMPTOPT_TEST_DEVICE=cuda timeout 300 python3 -m pytest -q -p no:cacheprovider 
 
 # 2. the benchmarks in bf16 on the default model
 timeout 120 python3 benchmarks/bench_scoring.py --n 256 --batch-size 32 --dtype bfloat16 --out "$OUT/bench_scoring.json"
-for b in benchmarks/bench_soft_step.py benchmarks/bench_autoprompt.py; do
-    [ -f "$b" ] && timeout 120 python3 "$b" --dtype bfloat16 --out "$OUT/$(basename "$b" .py).json"
-done
+timeout 150 python3 benchmarks/bench_soft_step.py --dtype bfloat16 --repeats 5 --out "$OUT/bench_soft_step.json"
+timeout 150 python3 benchmarks/bench_soft_step.py --dtype bfloat16 --task sst2 --steps 24 --out "$OUT/bench_soft_task.json"
+timeout 120 python3 benchmarks/bench_autoprompt.py --dtype bfloat16 --out "$OUT/bench_autoprompt.json"
 ls -l "$OUT"
