@@ -18,6 +18,12 @@ Label-word search (``label_search=true``): fit a logistic regression on the answ
 the output embedding matrix multiplies) and propose, for each class, the ``label_k`` vocabulary tokens that score
 highest under ``weights @ output_embeddings.T`` (:mod:`promptopt.verbalizer`, which also gives every method a
 verbalizer: ``promptopt run --label-search``).
+
+Resume. Every ``checkpoint_every`` iterations the search state is written atomically, as JSON, to
+``<run>/checkpoint/autoprompt.json``: the current and best token ids (with the best one's metrics), the counters, the
+elapsed time, the random generator's state and the position in the shuffled training stream, the searched label
+words, and the length of ``history.jsonl`` then. ``promptopt run --resume`` continues from it (the history is cut
+back to that length) and ends with the prompt an uninterrupted run with the same seed finds.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from promptopt import hookimpl
+from promptopt.config import to_dict
 from promptopt.errors import ConfigError, PromptoptError
+from promptopt.io import read_json, write_json
 from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
 from promptopt.prompt import Prompt, Segment, SegmentKind, decode_escapes
 from promptopt.tasks import Example, TaskKind
@@ -64,6 +72,7 @@ class AutoPromptConfig:
     label_search: bool = field(default=False, metadata={"help": "search label words first (logistic regression on answer-position features)"})
     label_k: int = field(default=3, metadata={"help": "label words per class proposed by the label search"})
     label_examples: int = field(default=512, metadata={"help": "training examples the label search fits on (0 = all)"})
+    checkpoint_every: int = field(default=1, metadata={"help": "write the resumable search state every N iterations (0 = off)"})
 
     def __post_init__(self):
         try:
@@ -80,7 +89,7 @@ class AutoPromptConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"AutoPromptConfig.{name} must be >= 1 (or unset for the training option), got {value}")
-        for name in ("time_budget", "n_triggers", "select_every", "label_examples"):
+        for name in ("time_budget", "n_triggers", "select_every", "label_examples", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"AutoPromptConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not self.init_token:
@@ -112,15 +121,27 @@ class AutoPromptOptimizer(PromptOptimizer):
             raise ConfigError("AutoPromptConfig: nothing to search: the template has no [T] slots, n_triggers is 0 "
                               "and label_search is off")  # fmt: skip
         rng = random.Random(run.seed)
-        if cfg.label_search:
+        iterations = cfg.iterations if cfg.iterations is not None else tc.steps
+        batch_size, accumulation = cfg.batch_size or tc.batch_size, cfg.accumulation or tc.grad_accum
+        checkpoint = run.output_dir / "checkpoint" / CHECKPOINT_FILE
+        fingerprint = {"config": {k: v for k, v in to_dict(cfg).items() if k not in _SCHEDULE_FREE},
+                       "iterations": iterations, "batch_size": batch_size, "accumulation": accumulation,
+                       "seed": run.seed, "template": prompt.text(), "train_examples": len(train)}  # fmt: skip
+        saved = _load_checkpoint(checkpoint, fingerprint) if run.resume and checkpoint.exists() else None
+        if saved is not None and saved["label_words"] is not None:
+            prompt = replace(prompt, label_words=saved["label_words"])  # searched before the interruption
+        elif cfg.label_search:
             fit_on = fit_examples(train, cfg.label_examples, rng)
             features_of = prompt if base.segments_of(SegmentKind.TOKENS) else base  # slots need their initial tokens
             words = search_label_words(scorer, features_of, fit_on, k=cfg.label_k, answer_prompt=prompt, seed=run.seed)
             prompt = replace(prompt, label_words=words)
             run.log({"label_words": words, "fitted_on": len(fit_on)})
         search = _Search(self.config, run, prompt, train, rng, slots, start)
-        best = search.search(iterations=cfg.iterations if cfg.iterations is not None else tc.steps,
-                          batch_size=cfg.batch_size or tc.batch_size, accumulation=cfg.accumulation or tc.grad_accum)  # fmt: skip
+        search.checkpoint, search.fingerprint = (checkpoint if cfg.checkpoint_every else None), fingerprint
+        if saved is not None:
+            search.restore(saved)
+            log.info("resumed the search from %s at iteration %d", checkpoint, search.iterations)
+        best = search.search(iterations=iterations, batch_size=batch_size, accumulation=accumulation)
         prompt, metrics = best
         prompt = replace(prompt, meta={**prompt.meta, "text": prompt.text(tokenizer), "search": search.summary(),
                                        "trigger_tokens": {s.name: tokenizer.convert_ids_to_tokens(list(s.ids))
@@ -129,8 +150,25 @@ class AutoPromptOptimizer(PromptOptimizer):
                               extra=search.summary())  # fmt: skip
 
 
+CHECKPOINT_FILE = "autoprompt.json"
+# options that may change between an interrupted run and its resumption
+_SCHEDULE_FREE = ("time_budget", "checkpoint_every")
+
+
+def _load_checkpoint(path, fingerprint: dict) -> dict:
+    saved = read_json(path)
+    for key, value in fingerprint.items():
+        if saved["fingerprint"].get(key) != value:
+            raise ConfigError(f"{path}: cannot resume: {key!r} was {saved['fingerprint'].get(key)!r} and is now "
+                              f"{value!r}; resume with the same options, or start a new run")  # fmt: skip
+    return saved
+
+
 class _Search:
     """The trigger-search loop of one run; keeps the best prompt on the selection split."""
+
+    checkpoint = None  # where the resumable state goes (None: nowhere)
+    fingerprint: dict = {}
 
     def __init__(self, cfg: AutoPromptConfig, run: RunContext, prompt: Prompt, train: list[Example], rng, slots, start):
         self.cfg, self.run, self.prompt, self.rng, self.slots, self.start = cfg, run, prompt, rng, slots, start
@@ -154,8 +192,9 @@ class _Search:
                 raise PromptoptError("the filters leave no token to use as a trigger; relax exclude/word_tokens_only")
 
     def search(self, iterations: int, batch_size: int, accumulation: int):
-        self._select(self.prompt, step=0)
-        for it in range(1, iterations + 1 if self.slots else 1):
+        if self.best is None:  # not resumed
+            self._select(self.prompt, step=0)
+        for it in range(self.iterations + 1, iterations + 1 if self.slots else 1):
             if self.cfg.time_budget and time.perf_counter() - self.start > self.cfg.time_budget:
                 self.stopped = "time_budget"
                 break
@@ -163,8 +202,45 @@ class _Search:
             self.iterations = it
             if self.cfg.select_every and it % self.cfg.select_every == 0:
                 self._select(self.prompt, step=it)
+            if self.checkpoint is not None and it % self.cfg.checkpoint_every == 0:
+                self.save()
         self._select(self.prompt, step=self.iterations)
         return self.best
+
+    # -- resume ----------------------------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the state the search continues from (atomically; JSON, no pickle)."""
+        history = self.run.output_dir / "history.jsonl"
+        version, internal, gauss = self.rng.getstate()
+        best_prompt, best_metrics = self.best
+        write_json(self.checkpoint, {
+            "fingerprint": self.fingerprint,
+            "iterations": self.iterations, "accepted": self.accepted, "candidates_scored": self.scored,
+            "elapsed_seconds": time.perf_counter() - self.start,
+            "tokens": _tokens(self.prompt), "current_scored": self.prompt is self.last_scored,
+            "best": {"tokens": _tokens(best_prompt), "metrics": best_metrics, "key": list(self.best_key)},
+            "rng": [version, list(internal), gauss], "stream_order": list(self.stream.order),
+            "label_words": self.prompt.label_words,
+            "history_bytes": history.stat().st_size if history.exists() else 0,
+        })  # fmt: skip
+
+    def restore(self, saved: dict) -> None:
+        """Continue from a state written by :meth:`save`; the history is cut back to its length then."""
+        self.iterations, self.accepted, self.scored = saved["iterations"], saved["accepted"], saved["candidates_scored"]
+        self.start = time.perf_counter() - saved["elapsed_seconds"]
+        self.prompt = _with_tokens(self.prompt, saved["tokens"])
+        if saved["current_scored"]:
+            self.last_scored = self.prompt
+        best = saved["best"]
+        self.best = (_with_tokens(self.prompt, best["tokens"]), best["metrics"])
+        self.best_key = tuple(best["key"])
+        version, internal, gauss = saved["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.stream.order = list(saved["stream_order"])
+        history = self.run.output_dir / "history.jsonl"
+        if history.exists() and history.stat().st_size > saved["history_bytes"]:
+            with open(history, "r+b") as f:  # records of iterations after the checkpoint are written again
+                f.truncate(saved["history_bytes"])
 
     def _iterate(self, it: int, batch_size: int, accumulation: int):
         cfg, scorer = self.cfg, self.scorer
@@ -269,6 +345,16 @@ class _Stream:
 
 def _segment(prompt: Prompt, name: str) -> Segment:
     return next(s for s in prompt.segments_of(SegmentKind.TOKENS) if s.name == name)
+
+
+def _tokens(prompt: Prompt) -> dict[str, list[int]]:
+    return {s.name: list(s.ids) for s in prompt.segments_of(SegmentKind.TOKENS)}
+
+
+def _with_tokens(prompt: Prompt, tokens: dict[str, list[int]]) -> Prompt:
+    for name, ids in tokens.items():
+        prompt = prompt.with_tokens(name, ids)
+    return prompt
 
 
 # -- building blocks, usable on their own --------------------------------------------------------------------------

@@ -132,6 +132,20 @@ def test_iterations_and_time_budget_bound_the_search(tiny_lms, tmp_path, positio
     assert result.status == "ok"
 
 
+def test_search_state_is_checkpointed_as_json_and_resumed_only_with_the_same_options(tiny_lms, tmp_path):
+    args = dict(method="autoprompt", task=TASK, lm=tiny_lms["causal"], output=str(tmp_path / "run"), max_train=8,
+                max_eval=8, progress=False, train={"steps": 2})  # fmt: skip
+    first = promptopt.run(**args, method_options={"candidates": 2})
+    state = json.loads((tmp_path / "run" / "checkpoint" / "autoprompt.json").read_text())
+    assert state["iterations"] == 2 and len(state["rng"][1]) == 625 and state["tokens"].keys() == {"t0"}
+    with pytest.raises(ConfigError, match="cannot resume: 'config' was"):
+        promptopt.run(**args, method_options={"candidates": 3}, resume=True)
+    again = promptopt.run(**args, method_options={"candidates": 2, "time_budget": 60}, resume=True)
+    assert again.prompt_text == first.prompt_text and again.select_metrics == first.select_metrics
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [h["iteration"] for h in history if "iteration" in h] == [1, 2]  # nothing searched again
+
+
 def test_config_rejects_bad_values_naming_the_field():
     with pytest.raises(ConfigError, match="AutoPromptConfig.position is 'sideways'; allowed: \\['random', 'round-robin'\\]"):
         AutoPromptConfig(position="sideways")
@@ -141,6 +155,8 @@ def test_config_rejects_bad_values_naming_the_field():
         AutoPromptConfig(batch_size=0)
     with pytest.raises(ConfigError, match="AutoPromptConfig.time_budget"):
         AutoPromptConfig(time_budget=-1)
+    with pytest.raises(ConfigError, match="AutoPromptConfig.checkpoint_every must be >= 0"):
+        AutoPromptConfig(checkpoint_every=-1)
 
 
 def test_init_token_must_be_one_token(tiny_lms):
