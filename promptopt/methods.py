@@ -95,9 +95,6 @@ class PromptOptimizer:
     config_class: ClassVar[type] = NoConfig
     #: whether the method optimises on the train split (the manual method only selects)
     needs_training_data: ClassVar[bool] = False
-    #: the method's own defaults for the shared training loop (``TrainConfig`` fields, e.g. ``{"lr": 1e-3}``);
-    #: options the user sets win
-    train_defaults: ClassVar[dict] = {}
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.config_class()
