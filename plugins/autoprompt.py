@@ -43,7 +43,7 @@ from promptopt.io import read_json, write_json
 from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
 from promptopt.prompt import Prompt, Segment, SegmentKind, decode_escapes
 from promptopt.tasks import Example, TaskKind
-from promptopt.verbalizer import allowed_tokens, fit_examples, search_label_words
+from promptopt.verbalizer import allowed_tokens, fit_examples, keep_better, search_label_words
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ class AutoPromptConfig:
     label_search: bool = field(default=False, metadata={"help": "search label words first (logistic regression on answer-position features)"})
     label_k: int = field(default=3, metadata={"help": "label words per class proposed by the label search"})
     label_examples: int = field(default=512, metadata={"help": "training examples the label search fits on (0 = all)"})
+    label_candidates: int = field(default=50, metadata={"help": "M: words per class proposed (classifier and model) and then chosen by how well they classify the fitted examples (0 = AutoPrompt's classifier ranking alone)"})  # fmt: skip
     checkpoint_every: int = field(default=1, metadata={"help": "write the resumable search state every N iterations (0 = off)"})
 
     def __post_init__(self):
@@ -89,7 +90,7 @@ class AutoPromptConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"AutoPromptConfig.{name} must be >= 1 (or unset for the training option), got {value}")
-        for name in ("time_budget", "n_triggers", "select_every", "label_examples", "checkpoint_every"):
+        for name in ("time_budget", "n_triggers", "select_every", "label_examples", "checkpoint_every", "label_candidates"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"AutoPromptConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not self.init_token:
@@ -133,9 +134,11 @@ class AutoPromptOptimizer(PromptOptimizer):
         elif cfg.label_search:
             fit_on = fit_examples(train, cfg.label_examples, rng)
             features_of = prompt if base.segments_of(SegmentKind.TOKENS) else base  # slots need their initial tokens
-            words = search_label_words(scorer, features_of, fit_on, k=cfg.label_k, answer_prompt=prompt, seed=run.seed)
+            found = search_label_words(scorer, features_of, fit_on, k=cfg.label_k, answer_prompt=prompt, seed=run.seed,
+                                       candidates=cfg.label_candidates)  # fmt: skip
+            words, check = keep_better(scorer, prompt, run.select, found, prompt.label_words or run.task.label_words)
             prompt = replace(prompt, label_words=words)
-            run.log({"label_words": words, "fitted_on": len(fit_on)})
+            run.log({"label_words": words, "found": found, "fitted_on": len(fit_on), **check})
         search = _Search(self.config, run, prompt, train, rng, slots, start)
         search.checkpoint, search.fingerprint = (checkpoint if cfg.checkpoint_every else None), fingerprint
         if saved is not None:

@@ -32,7 +32,7 @@ from .plugins import get_optimizer, get_plugin_manager, get_task
 from .prompt import Prompt
 from .results import RunResult
 from .tasks import Example, TaskKind, TaskSpec
-from .verbalizer import fit_examples, search_label_words, text_prompt
+from .verbalizer import fit_examples, keep_better, search_label_words, text_prompt
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class RunOptions:
     label_search: bool = field(default=False, metadata={"help": "search label words on the training split (AutoPrompt's label search) and give them to the method and the evaluation"})
     label_k: int = field(default=3, metadata={"help": "label words per class found by --label-search"})
     label_examples: int = field(default=512, metadata={"help": "training examples --label-search fits on (0 = all)"})
+    label_candidates: int = field(default=50, metadata={"help": "words per class --label-search proposes and then chooses among by how well they classify (0 = AutoPrompt's classifier ranking alone)"})  # fmt: skip
     resume: bool = field(default=False, metadata={"help": "continue an interrupted run in the same directory"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in the same directory"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -172,7 +173,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     label_search = None
     if opts.label_search:
         # every method and the final evaluation score with the found words: they become the task's own
-        label_search = _search_labels(scorer, data["train"], templates, opts)
+        label_search = _search_labels(scorer, data["train"], data["select"], templates, opts)
         task = dataclasses.replace(task, label_words=label_search["label_words"])
         scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
     resolved = {
@@ -250,10 +251,14 @@ def _check_label_search(task: TaskSpec, opts: RunOptions) -> None:
         raise ConfigError(f"RunOptions.label_k must be >= 1, got {opts.label_k}")
     if opts.label_examples < 0:
         raise ConfigError(f"RunOptions.label_examples must be >= 0 (0 = all), got {opts.label_examples}")
+    if opts.label_candidates < 0:
+        raise ConfigError(f"RunOptions.label_candidates must be >= 0, got {opts.label_candidates}")
 
 
-def _search_labels(scorer: Scorer, train: list[Example], templates: list[str], opts: RunOptions) -> dict:
-    """Label words for the run (``--label-search``), fitted on the training split with the first template."""
+def _search_labels(scorer: Scorer, train: list[Example], select: list[Example], templates: list[str],
+                   opts: RunOptions) -> dict:  # fmt: skip
+    """Label words for the run (``--label-search``), fitted on the training split with the first template and kept
+    only if they score at least as well as the task's on the selection split."""
     if not templates:
         raise ConfigError("--label-search reads features through a template; the task has none and none was given")
     prompt = text_prompt(templates[0])
@@ -263,9 +268,11 @@ def _search_labels(scorer: Scorer, train: list[Example], templates: list[str], o
                           "(check --max-train, --shots and --select-split holdout:N)")  # fmt: skip
     fit_on = fit_examples(train, opts.label_examples, random.Random(f"{opts.seed}:label_search"))
     start = time.perf_counter()
-    words = search_label_words(scorer, prompt, fit_on, k=opts.label_k, seed=opts.seed)
-    return {"label_words": words, "k": opts.label_k, "template": templates[0], "fitted_on": len(fit_on),
-            "task_label_words": scorer.task.label_words, "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
+    found = search_label_words(scorer, prompt, fit_on, k=opts.label_k, seed=opts.seed, candidates=opts.label_candidates)
+    words, check = keep_better(scorer, prompt, select, found, scorer.task.label_words)
+    return {"label_words": words, "found": found, **check, "k": opts.label_k, "candidates": opts.label_candidates,
+            "template": templates[0], "fitted_on": len(fit_on), "task_label_words": scorer.task.label_words,
+            "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
 
 
 def _logged_label_search(out: Path, resume: bool) -> bool:

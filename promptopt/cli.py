@@ -81,13 +81,15 @@ def _load_templates(template, templates_file):
 @click.option("--label-search", is_flag=True,
               help="Search label words on the train split (AutoPrompt's label search); any method scores with them.")
 @click.option("--label-k", type=int, default=3, show_default=True, help="Label words per class found by --label-search.")
+@click.option("--label-candidates", type=int, default=50, show_default=True,
+              help="Words per class --label-search proposes, then chooses among by accuracy (0 = classifier ranking only).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the same directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @_train_options
 def run(method, task, model, model_kind, seed, output, max_train, shots, max_eval, select_split, eval_split, template,
-        templates_file, options, batch_size, device, dtype, padding_side, label_search, label_k, resume, overwrite,
-        no_progress, **train):  # fmt: skip
+        templates_file, options, batch_size, device, dtype, padding_side, label_search, label_k, label_candidates,
+        resume, overwrite, no_progress, **train):  # fmt: skip
     """Optimise a prompt for a task with one method, score it, and write a run directory."""
     from .api import RunOptions
     from .api import run as api_run
@@ -98,7 +100,7 @@ def run(method, task, model, model_kind, seed, output, max_train, shots, max_eva
         templates=_load_templates(template, templates_file), batch_size=batch_size, device=device, dtype=dtype,
         padding_side=padding_side, method_options=cfg.parse_pairs(options),
         train={k[len("train_"):]: v for k, v in train.items() if v is not None}, label_search=label_search,
-        label_k=label_k, resume=resume, overwrite=overwrite, progress=not no_progress,
+        label_k=label_k, label_candidates=label_candidates, resume=resume, overwrite=overwrite, progress=not no_progress,
     )  # fmt: skip
     result = api_run(opts)
     metrics = result.metrics["eval"]

@@ -46,7 +46,7 @@ def allowed_tokens(tokenizer, n_rows: int, exclude_words=(), exclude_ids=(), wor
 
 
 def search_label_words(scorer, prompt: Prompt, examples: list[Example], k: int = 3, answer_prompt: Prompt | None = None,
-                       seed: int = 0) -> dict[str, list[str]]:  # fmt: skip
+                       seed: int = 0, candidates: int = 0) -> dict[str, list[str]]:  # fmt: skip
     """Label words by AutoPrompt's label search: ``{label: [k words]}``, usable as ``Prompt.label_words``.
 
     Fits a logistic regression (scikit-learn) from the answer-position features of ``prompt`` (see
@@ -54,6 +54,13 @@ def search_label_words(scorer, prompt: Prompt, examples: list[Example], k: int =
     output embeddings, and keeps each class's ``k`` best word tokens that are one token as an answer of
     ``answer_prompt`` (default ``prompt``) and are not taken by another class. A label absent from ``examples``
     keeps the task's words. Deterministic for a given ``seed``.
+
+    With ``candidates = M > 0`` the ranking only proposes: each class's candidates are its ``M`` best tokens by the
+    classifier *and* its ``M`` most likely answer tokens under the model on that class's examples (LM-BFF's
+    proposal, Gao et al., 2021), and the words kept are those that classify ``examples`` best when used as the
+    verbalizer (see :func:`choose_words`). The classifier's projection alone often ranks rare tokens first on a
+    small causal LM (on SST-2 with SmolLM2-135M: "Examin"/"multiplication"); checking words by what the model
+    actually predicts removes those.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -73,8 +80,10 @@ def search_label_words(scorer, prompt: Prompt, examples: list[Example], k: int =
     scores = weights @ output.T  # (labels present, V)
     tokenizer, answer_prompt = scorer.lm.tokenizer, answer_prompt or prompt
     allowed = allowed_tokens(tokenizer, output.shape[0])
-    taken: set[int] = set()
     words = {lab: list(ws) for lab, ws in task.label_words.items()}
+    if candidates > 0:
+        return _verified_words(scorer, answer_prompt, examples, present, scores, allowed, k, candidates, words)
+    taken: set[int] = set()
     for row, label in enumerate(present):
         found = []
         for t in torch.argsort(scores[row], descending=True).tolist():
@@ -91,6 +100,73 @@ def search_label_words(scorer, prompt: Prompt, examples: list[Example], k: int =
     return words
 
 
+def _verified_words(scorer, prompt, examples, present, clf_scores, allowed, k, m, words):
+    tokenizer = scorer.lm.tokenizer
+    with torch.inference_mode():
+        logp = torch.cat([scorer.vocab_logprobs(prompt, examples[i : i + 32]).float().cpu()
+                          for i in range(0, len(examples), 32)])  # fmt: skip
+    logp = logp[:, : clf_scores.shape[1]]
+    y = torch.tensor([present.index(ex.label) for ex in examples])
+    masked = lambda s: torch.where(allowed[: s.shape[-1]], s, torch.full_like(s, float("-inf")))  # noqa: E731
+    single: dict[int, bool] = {}
+
+    def usable(t):
+        if t not in single:
+            single[t] = scorer.encoder.answer_ids(prompt, tokenizer.decode([t]).strip()) == [t]
+        return single[t]
+
+    pools = []
+    for row in range(len(present)):
+        likely = masked(logp[y == row].mean(0))
+        ranked = torch.argsort(masked(clf_scores[row]), descending=True)[: 4 * m].tolist()
+        ranked += torch.argsort(likely, descending=True)[: 4 * m].tolist()
+        pool = [t for t in dict.fromkeys(ranked) if usable(t)]
+        pools.append(pool[: 2 * m])
+    chosen = choose_words(logp, y, pools, k)
+    for row, label in enumerate(present):
+        words[label] = [tokenizer.decode([t]).strip() for t in chosen[row]]
+    return words
+
+
+def choose_words(logp: torch.Tensor, y: torch.Tensor, pools: list[list[int]], k: int) -> list[list[int]]:
+    """Up to ``k`` token ids per class from its ``pools`` entry, chosen to classify best.
+
+    ``logp`` is ``(N, V)`` answer-position log-probabilities of ``N`` examples, ``y`` their class indices. A class
+    scores ``logsumexp`` of its words' log-probabilities (as the engine scores a verbalizer). Coordinate ascent on
+    (accuracy, then mean gold log-likelihood): start from each pool's first token, then, twice over the classes,
+    give a class the single word that scores best; then add words to a class while that strictly improves it.
+    A token is used by one class at most.
+    """
+
+    def key(chosen):
+        scores = torch.stack([torch.logsumexp(logp[:, ids], dim=-1) for ids in chosen], dim=-1)
+        acc = (scores.argmax(-1) == y).float().mean().item()
+        return (acc, -torch.nn.functional.cross_entropy(scores, y).item())
+
+    if not all(pools):
+        raise PromptoptError("label-word search: a class has no candidate word that is one answer token")
+    chosen = [[pool[0]] for pool in pools]
+    for _ in range(2):
+        for c, pool in enumerate(pools):
+            taken = {t for i, ids in enumerate(chosen) if i != c for t in ids}
+            options = [[t] for t in pool if t not in taken]
+            chosen[c] = max(options, key=lambda ids: key(chosen[:c] + [ids] + chosen[c + 1 :]))
+    for c, pool in enumerate(pools):
+        while len(chosen[c]) < k:
+            taken = {t for ids in chosen for t in ids}
+            best, best_key = None, key(chosen)
+            for t in pool:
+                if t in taken:
+                    continue
+                trial = key(chosen[:c] + [chosen[c] + [t]] + chosen[c + 1 :])
+                if trial > best_key:
+                    best, best_key = t, trial
+            if best is None:
+                break
+            chosen[c] = chosen[c] + [best]
+    return chosen
+
+
 def fit_examples(examples: list[Example], n: int, rng: random.Random) -> list[Example]:
     """The examples a label search fits on: all of them in order (``n == 0``), else a sample of at most ``n`` drawn
     with ``rng`` (which is drawn from only then)."""
@@ -103,3 +179,17 @@ def text_prompt(template: str) -> Prompt:
     prompt = Prompt.from_template(template)
     keep = [s for s in prompt.segments if s.kind not in (SegmentKind.TOKENS, SegmentKind.VECTORS)]
     return Prompt(segments=keep, template=template)
+
+
+def keep_better(scorer, prompt: Prompt, examples: list[Example], found: dict, given: dict) -> tuple[dict, dict]:
+    """``found`` label words if they score at least as well as ``given`` on ``examples`` (the selection split) with
+    ``prompt``, else ``given``; and a record of both scores. A search is kept only if it really scores better."""
+    from dataclasses import replace
+
+    if found == given or not examples:
+        return found, {}
+    with torch.inference_mode():
+        score = {name: scorer.evaluate(replace(prompt, label_words=words), examples).metrics["score"]
+                 for name, words in (("found", found), ("given", given))}  # fmt: skip
+    kept = "found" if score["found"] >= score["given"] else "given"
+    return (found if kept == "found" else given), {"select_score": score, "kept": kept}

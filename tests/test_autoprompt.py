@@ -4,6 +4,7 @@ and the hard-prompt artifact (token ids authoritative)."""
 from __future__ import annotations
 
 import json
+import types
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from promptopt.errors import ConfigError
 from promptopt.plugins import get_task
 from promptopt.prompt import Prompt, SegmentKind
 from promptopt.tasks import Example
+from promptopt.verbalizer import choose_words, keep_better
 from promptopt_plugins.autoprompt import (
     AutoPromptConfig,
     allowed_tokens,
@@ -307,6 +309,47 @@ def test_label_search_finds_the_words_planted_in_the_output_embeddings(tiny_mode
     assert not set(words["positive"]) & set(words["negative"])
 
 
+def test_label_search_with_candidates_chooses_the_planted_words_by_accuracy(tiny_model_dirs, reviews_task):
+    """As above, but the words are proposed (classifier and model likelihood) and then chosen by accuracy."""
+    lm = residual_only(tiny_model_dirs["causal"])
+    tok = lm.tokenizer
+    scorer = Scorer(lm, reviews_task)
+    prompt = Prompt.from_template("{text}{answer}")
+    examples = [Example(inputs={"text": f"{t} yes"}, label="positive") for t in TEXTS]
+    examples += [Example(inputs={"text": f"{t} no"}, label="negative") for t in TEXTS]
+    with torch.inference_mode():
+        features = scorer.answer_features(prompt, examples)
+    yes, no = features[0], features[len(TEXTS)]
+    with torch.no_grad():
+        head = lm.model.get_output_embeddings().weight
+        head[one_token(tok, " great")] = 10 * yes / yes.norm()
+        head[one_token(tok, " terrible")] = 10 * no / no.norm()
+    words = search_label_words(scorer, prompt, examples, k=2, candidates=5)
+    assert words["positive"][0] == "great" and words["negative"][0] == "terrible"
+    assert all(1 <= len(ws) <= 2 for ws in words.values())  # a second word only if it classifies better
+
+
+def test_choose_words_picks_the_combination_that_classifies_best():
+    # 4 examples (classes 0, 0, 1, 1) over a vocabulary of 6; token 0 is likelier everywhere (the naive pick for
+    # both), tokens 2 (class 0) and 4 (class 1) separate the classes, token 5 adds nothing
+    logp = torch.log_softmax(torch.tensor([[5.0, 0, 3, 0, 1, 0], [5.0, 0, 3, 0, 1, 0],
+                                           [5.0, 0, 1, 0, 3, 0], [5.0, 0, 1, 0, 3, 0]]), dim=-1)  # fmt: skip
+    y = torch.tensor([0, 0, 1, 1])
+    assert choose_words(logp, y, [[0, 2, 5], [0, 4, 5]], k=1) == [[2], [4]]
+    assert choose_words(logp, y, [[0, 2, 5], [0, 4, 5]], k=3) == [[2], [4]]  # nothing else improves accuracy or loss
+
+
+def test_keep_better_keeps_the_given_words_when_the_found_ones_score_worse():
+    class FakeScorer:
+        def evaluate(self, prompt, examples):
+            return types.SimpleNamespace(metrics={"score": 0.9 if prompt.label_words["a"] == ["good"] else 0.6})
+
+    prompt = Prompt.from_template("{text}{answer}")
+    given, found = {"a": ["good"], "b": ["bad"]}, {"a": ["x"], "b": ["y"]}
+    assert keep_better(FakeScorer(), prompt, ["ex"], found, given) == (given, {"select_score": {"found": 0.6, "given": 0.9}, "kept": "given"})
+    assert keep_better(FakeScorer(), prompt, ["ex"], given, found)[0] == given
+
+
 def test_answer_features_times_output_embeddings_give_the_answer_logits(tiny_lms, reviews_task):
     for lm in tiny_lms.values():
         scorer = Scorer(lm, reviews_task, batch_size=2)
@@ -323,12 +366,15 @@ def test_answer_features_times_output_embeddings_give_the_answer_logits(tiny_lms
 
 @pytest.mark.parametrize("kind", ["causal", "masked"])
 def test_label_search_option_puts_its_words_in_the_saved_prompt(tiny_lms, tmp_path, kind):
-    opts = {"label_search": True, "label_k": 2, "n_triggers": 0}
+    opts = {"label_search": True, "label_k": 2, "n_triggers": 0, "label_candidates": 0}
     promptopt.run(method="autoprompt", task=TASK, lm=tiny_lms[kind], output=str(tmp_path / "run"), max_train=16,
                   max_eval=8, progress=False, method_options=opts)  # fmt: skip
     prompt = Prompt.load(tmp_path / "run" / "prompt")
-    assert set(prompt.label_words) == {"negative", "positive"}
-    assert all(len(ws) == 2 for ws in prompt.label_words.values())
+    record = next(r for r in map(json.loads, open(tmp_path / "run" / "history.jsonl")) if "found" in r)
+    assert all(len(ws) == 2 for ws in record["found"].values())
+    assert record["kept"] == ("found" if record["select_score"]["found"] >= record["select_score"]["given"] else "given")
+    assert prompt.label_words == record["label_words"]
+    assert record["label_words"] == (record["found"] if record["kept"] == "found" else {"negative": ["negative"], "positive": ["positive"]})
     scorer = Scorer(tiny_lms[kind], get_task(TASK))
     assert scorer.verbalizer(prompt).words == [prompt.label_words["negative"], prompt.label_words["positive"]]
 
@@ -399,8 +445,8 @@ def test_run_level_label_search_is_seeded_and_works_for_a_searching_method(tiny_
         config = json.loads((tmp_path / name / "config.json").read_text())
         assert config["label_search"]["fitted_on"] == 8
         assert Prompt.load(tmp_path / name / "prompt").label_words == config["label_words"]
-        words.append(config["label_words"])
-    assert words[0] == words[1] and all(len(ws) == 2 for ws in words[0].values())  # the task has one word each
+        words.append((config["label_words"], config["label_search"]["found"]))
+    assert words[0] == words[1] and all(1 <= len(ws) <= 2 for ws in words[0][1].values())
 
 
 def test_run_level_label_search_refuses_fact_retrieval_and_tasks_without_training_data(tiny_lms, tmp_path):

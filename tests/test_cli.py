@@ -88,12 +88,18 @@ def test_eval_rescoring_a_saved_prompt_matches_the_run(tiny_model_dirs, tmp_path
 def test_label_search_flag_searches_label_words_for_the_manual_method(tiny_model_dirs, tmp_path):
     out = tmp_path / "run"
     result = invoke("run", "--task", TASK, "--model", str(tiny_model_dirs["causal"]), "--max-train", "16",
-                    "--max-eval", "8", "--output", str(out), "--no-progress", "--label-search", "--label-k", "2")  # fmt: skip
+                    "--max-eval", "8", "--output", str(out), "--no-progress", "--label-search", "--label-k", "2",
+                    "--label-candidates", "0")  # fmt: skip
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert set(config["label_words"]) == {"negative", "positive"}
-    assert all(len(ws) == 2 for ws in config["label_words"].values())  # the task's verbalizer has one word each
-    assert config["label_search"]["k"] == 2 and config["label_search"]["fitted_on"] == 16
+    search = config["label_search"]
+    assert set(search["found"]) == {"negative", "positive"}
+    assert all(len(ws) == 2 for ws in search["found"].values())  # the task's verbalizer has one word each
+    assert search["k"] == 2 and search["fitted_on"] == 16 and search["candidates"] == 0
+    # kept only if they score at least as well as the task's words on the selection split
+    scores = search["select_score"]
+    assert search["kept"] == ("found" if scores["found"] >= scores["given"] else "given")
+    assert config["label_words"] == (search["found"] if search["kept"] == "found" else search["task_label_words"])
     assert f"labels:    {config['label_words']}" in result.output
     prompt = json.loads((out / "prompt" / "prompt.json").read_text())
     assert prompt["label_words"] == config["label_words"]
