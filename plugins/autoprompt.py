@@ -8,7 +8,10 @@ Trigger search. The template holds trigger slots anywhere (``"{sentence} [T*4] {
 2. for one trigger position (random or round-robin), rank the allowed tokens by the first-order estimate of the
    loss decrease, ``-E @ grad`` (``E`` the input embedding matrix), and keep the top ``candidates``;
 3. re-score the current prompt and every candidate on a fresh batch with :meth:`Scorer.losses` (one batched forward
-   pass; a causal LM computes each example's common prefix once) and keep the best candidate if it lowers the loss.
+   pass; a causal LM computes each example's common prefix once) and keep the best candidate if it lowers the loss
+   and, with ``confirm=N`` (default 1), lowers it again on N more fresh batches: the best of k candidates on one
+   small batch beats the current prompt by chance (on SST-2 with batches of 16, 9 of 12 accepted swaps in a row
+   lowered the selection accuracy from 81.5% to 62.5%).
 
 The prompt scoring best on the selection split is returned: a hard prompt whose token ids are saved in the artifact
 and are authoritative (its decoded text may tokenize differently). Works for causal LMs (answer read after the
@@ -73,6 +76,7 @@ class AutoPromptConfig:
     label_k: int = field(default=3, metadata={"help": "label words per class proposed by the label search"})
     label_examples: int = field(default=512, metadata={"help": "training examples the label search fits on (0 = all)"})
     label_candidates: int = field(default=50, metadata={"help": "M: words per class proposed (classifier and model) and then chosen by how well they classify the fitted examples (0 = AutoPrompt's classifier ranking alone)"})  # fmt: skip
+    confirm: int = field(default=1, metadata={"help": "fresh batches on which the best candidate must also beat the current prompt before it is kept (0 = AutoPrompt's rule: one batch decides)"})  # fmt: skip
     checkpoint_every: int = field(default=1, metadata={"help": "write the resumable search state every N iterations (0 = off)"})
 
     def __post_init__(self):
@@ -90,7 +94,7 @@ class AutoPromptConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"AutoPromptConfig.{name} must be >= 1 (or unset for the training option), got {value}")
-        for name in ("time_budget", "n_triggers", "select_every", "label_examples", "checkpoint_every", "label_candidates"):
+        for name in ("time_budget", "n_triggers", "select_every", "label_examples", "checkpoint_every", "label_candidates", "confirm"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"AutoPromptConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not self.init_token:
@@ -264,6 +268,13 @@ class _Search:
         self.scored += len(candidates)
         j = int(torch.argmin(losses[1:])) if candidates else -1
         accepted = bool(candidates) and float(losses[1 + j]) < float(losses[0])
+        confirm = None
+        if accepted and cfg.confirm:
+            # the minimum over k candidates on one small batch beats the current prompt by chance often (the
+            # winner's curse): the winner must also win on fresh examples
+            pair = self._losses([self.prompt, candidates[j]], self.stream.take(batch_size * accumulation * cfg.confirm))
+            confirm = [round(float(pair[0]), 5), round(float(pair[1]), 5)]
+            accepted = float(pair[1]) < float(pair[0])
         if accepted:
             self.prompt = candidates[j]
             self.accepted += 1
@@ -273,6 +284,7 @@ class _Search:
                       "current_loss": round(float(losses[0]), 5),
                       "best_candidate": tokenizer.decode([int(top.indices[j])]) if candidates else None,
                       "best_candidate_loss": round(float(losses[1 + j]), 5) if candidates else None,
+                      **({"confirm_losses": confirm} if confirm is not None else {}),
                       "accepted": accepted, "prompt": self.prompt.text(tokenizer),
                       "seconds": round(time.perf_counter() - t0, 3)})  # fmt: skip
 

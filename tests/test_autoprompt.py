@@ -124,6 +124,31 @@ def test_search_finds_the_planted_trigger_and_lowers_the_training_loss(tiny_mode
     assert after < 1e-3 and result.metrics["eval"]["accuracy"] == 1.0
 
 
+@pytest.mark.parametrize("confirm, accepted", [(0, 1), (1, 0)])
+def test_a_candidate_that_wins_only_on_its_own_batch_is_not_kept_with_confirm(tiny_lms, tmp_path, monkeypatch,
+                                                                              confirm, accepted):  # fmt: skip
+    from promptopt_plugins import autoprompt
+
+    calls = []
+
+    def losses(self, prompts, examples):  # candidate 1 wins the re-scoring batch, loses the confirmation batch
+        calls.append(len(prompts))
+        if len(calls) % 2 == 1:
+            return torch.tensor([0.5] + [0.4 if k == 0 else 0.9 for k in range(len(prompts) - 1)])
+        return torch.tensor([0.5, 0.6])
+
+    monkeypatch.setattr(autoprompt._Search, "_losses", losses)
+    promptopt.run(method="autoprompt", task=TASK, lm=tiny_lms["causal"], output=str(tmp_path / "run"), max_train=8,
+                  max_eval=8, progress=False, train={"steps": 1},
+                  method_options={"candidates": 3, "confirm": confirm, "select_every": 0})  # fmt: skip
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    step = next(h for h in history if "iteration" in h)
+    assert step["accepted"] == bool(accepted) and calls[0] == 4
+    assert ("confirm_losses" in step) == bool(confirm) and calls[1:] == ([2] if confirm else [])
+    search = Prompt.load(tmp_path / "run" / "prompt").meta["search"]
+    assert search["accepted"] == accepted
+
+
 @pytest.mark.parametrize("position", ["random", "round-robin"])
 def test_iterations_and_time_budget_bound_the_search(tiny_lms, tmp_path, position):
     opts = {"iterations": 100, "time_budget": 1e-9, "position": position}
