@@ -310,9 +310,9 @@ def test_fact_retrieval_filter_drops_the_training_answers(tiny_lms, tmp_path):
 # -- label-word search -------------------------------------------------------------------------------------------
 
 
-def test_label_search_finds_the_words_planted_in_the_output_embeddings(tiny_model_dirs, reviews_task):
+def planted_label_words(tiny_model_dirs, reviews_task):
     """Residual-only model: the answer-position feature is the last input token's; the output embeddings of
-    " great" and " terrible" point along the "yes" and "no" features, so the label search must propose them."""
+    " great" and " terrible" are set to point along the "yes" and "no" features. Returns (scorer, prompt, examples)."""
     lm = residual_only(tiny_model_dirs["causal"])
     tok = lm.tokenizer
     scorer = Scorer(lm, reviews_task)
@@ -327,6 +327,11 @@ def test_label_search_finds_the_words_planted_in_the_output_embeddings(tiny_mode
         head = lm.model.get_output_embeddings().weight
         head[one_token(tok, " great")] = 10 * yes / yes.norm()
         head[one_token(tok, " terrible")] = 10 * no / no.norm()
+    return scorer, prompt, examples
+
+
+def test_label_search_finds_the_words_planted_in_the_output_embeddings(tiny_model_dirs, reviews_task):
+    scorer, prompt, examples = planted_label_words(tiny_model_dirs, reviews_task)
     words = search_label_words(scorer, prompt, examples, k=2)
     assert set(words) == {"negative", "positive"}
     assert words["positive"][0] == "great" and words["negative"][0] == "terrible"
@@ -335,20 +340,8 @@ def test_label_search_finds_the_words_planted_in_the_output_embeddings(tiny_mode
 
 
 def test_label_search_with_candidates_chooses_the_planted_words_by_accuracy(tiny_model_dirs, reviews_task):
-    """As above, but the words are proposed (classifier and model likelihood) and then chosen by accuracy."""
-    lm = residual_only(tiny_model_dirs["causal"])
-    tok = lm.tokenizer
-    scorer = Scorer(lm, reviews_task)
-    prompt = Prompt.from_template("{text}{answer}")
-    examples = [Example(inputs={"text": f"{t} yes"}, label="positive") for t in TEXTS]
-    examples += [Example(inputs={"text": f"{t} no"}, label="negative") for t in TEXTS]
-    with torch.inference_mode():
-        features = scorer.answer_features(prompt, examples)
-    yes, no = features[0], features[len(TEXTS)]
-    with torch.no_grad():
-        head = lm.model.get_output_embeddings().weight
-        head[one_token(tok, " great")] = 10 * yes / yes.norm()
-        head[one_token(tok, " terrible")] = 10 * no / no.norm()
+    """The words are proposed (classifier and model likelihood), then chosen by how well they classify."""
+    scorer, prompt, examples = planted_label_words(tiny_model_dirs, reviews_task)
     words = search_label_words(scorer, prompt, examples, k=2, candidates=5)
     assert words["positive"][0] == "great" and words["negative"][0] == "terrible"
     assert all(1 <= len(ws) <= 2 for ws in words.values())  # a second word only if it classifies better

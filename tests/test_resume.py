@@ -54,6 +54,17 @@ def finish(proc):
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+def kill_when_stalled(proc, marker) -> None:
+    """SIGKILL ``proc`` once it has written ``marker`` (it then waits, mid-run, to be killed)."""
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.poll() else "timeout"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
 @pytest.mark.slow
 def test_run_killed_with_sigkill_and_resumed_matches_the_uninterrupted_run(tiny_model_dirs, tmp_path):
     script = tmp_path / "train.py"
@@ -61,14 +72,7 @@ def test_run_killed_with_sigkill_and_resumed_matches_the_uninterrupted_run(tiny_
     model = tiny_model_dirs["causal"]
     full = finish(launch(script, "full", tmp_path / "full", model))
 
-    proc = launch(script, "killed", tmp_path / "cut", model)
-    deadline = time.time() + 300
-    while not (tmp_path / "cut" / "stalled").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.poll() else "timeout"
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_stalled(launch(script, "killed", tmp_path / "cut", model), tmp_path / "cut" / "stalled")
     checkpoint = tmp_path / "cut" / "checkpoint" / "template0" / "checkpoint.safetensors"
     from promptopt.engine.train import read_checkpoint
 
@@ -128,14 +132,7 @@ def test_autoprompt_search_killed_with_sigkill_and_resumed_matches_the_uninterru
     full = finish(launch(script, "full", tmp_path / "full", model))
     assert full["steps"] == [1, 2, 3, 4, 5, 6, 7, 8] and full["search"]["iterations"] == 8
 
-    proc = launch(script, "killed", tmp_path / "cut", model)
-    deadline = time.time() + 300
-    while not (tmp_path / "cut" / "stalled").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-3000:] if proc.poll() else "timeout"
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when_stalled(launch(script, "killed", tmp_path / "cut", model), tmp_path / "cut" / "stalled")
     stalled = int((tmp_path / "cut" / "stalled").read_text())
     checkpoint = json.loads((tmp_path / "cut" / "checkpoint" / "autoprompt.json").read_text())
     assert checkpoint["iterations"] == stalled - 1
