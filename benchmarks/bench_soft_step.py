@@ -220,8 +220,9 @@ def task_mode(args):
             times[name].append(time.perf_counter() - start)
         print(f"step {k + 1}/{args.steps}: promptopt {times['promptopt'][-1]:.3f}s, peft {times['peft'][-1]:.3f}s", flush=True)
     total = {n: sum(t) for n, t in times.items()}
-    tokens = {"promptopt": sum(max(lengths[i] for i in stream.batch(k)) * args.batch_size for k in range(args.steps)),
-              "peft": sum(max(lengths[examples.index(ex)] for ex in b) * args.batch_size for b in peft_batches)}
+    bs = args.batch_size
+    tokens = {"promptopt": sum(max(lengths[i] for i in stream.batch(k)) * bs for k in range(args.steps)),
+              "peft": sum(max(lengths[k * bs:(k + 1) * bs]) * bs for k in range(args.steps))}  # its batches are slices
     result = {"model": lm.name, "task": task.name, "template": prompt.text(), "device": str(lm.device),
               "threads": torch.get_num_threads(), "batch_size": args.batch_size, "steps": args.steps,
               "virtual_tokens": args.virtual, "first_loss": {"promptopt": a, "peft": b}, "step_seconds": times,

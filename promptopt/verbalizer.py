@@ -81,26 +81,31 @@ def search_label_words(scorer, prompt: Prompt, examples: list[Example], k: int =
     tokenizer, answer_prompt = scorer.lm.tokenizer, answer_prompt or prompt
     allowed = allowed_tokens(tokenizer, output.shape[0])
     words = {lab: list(ws) for lab, ws in task.label_words.items()}
+    single: dict[int, bool] = {}
+
+    def usable(t: int) -> bool:
+        """Whether token ``t`` is an allowed word that is exactly one token as an answer of ``answer_prompt``."""
+        if t not in single:
+            single[t] = bool(allowed[t]) and scorer.encoder.answer_ids(answer_prompt, tokenizer.decode([t]).strip()) == [t]
+        return single[t]
+
     if candidates > 0:
-        return _verified_words(scorer, answer_prompt, examples, present, scores, allowed, k, candidates, words)
+        return _verified_words(scorer, answer_prompt, examples, present, scores, allowed, usable, k, candidates, words)
     taken: set[int] = set()
     for row, label in enumerate(present):
         found = []
         for t in torch.argsort(scores[row], descending=True).tolist():
             if len(found) == k:
                 break
-            if not allowed[t] or t in taken:
-                continue
-            word = tokenizer.decode([t]).strip()
-            if scorer.encoder.answer_ids(answer_prompt, word) == [t]:
-                found.append(word)
+            if t not in taken and usable(t):
+                found.append(tokenizer.decode([t]).strip())
                 taken.add(t)
         if found:
             words[label] = found
     return words
 
 
-def _verified_words(scorer, prompt, examples, present, clf_scores, allowed, k, m, words):
+def _verified_words(scorer, prompt, examples, present, clf_scores, allowed, usable, k, m, words):
     tokenizer = scorer.lm.tokenizer
     with torch.inference_mode():
         logp = torch.cat([scorer.vocab_logprobs(prompt, examples[i : i + 32]).float().cpu()
@@ -108,13 +113,6 @@ def _verified_words(scorer, prompt, examples, present, clf_scores, allowed, k, m
     logp = logp[:, : clf_scores.shape[1]]
     y = torch.tensor([present.index(ex.label) for ex in examples])
     masked = lambda s: torch.where(allowed[: s.shape[-1]], s, torch.full_like(s, float("-inf")))  # noqa: E731
-    single: dict[int, bool] = {}
-
-    def usable(t):
-        if t not in single:
-            single[t] = scorer.encoder.answer_ids(prompt, tokenizer.decode([t]).strip()) == [t]
-        return single[t]
-
     pools = []
     for row in range(len(present)):
         likely = masked(logp[y == row].mean(0))
@@ -183,7 +181,7 @@ def text_prompt(template: str) -> Prompt:
 
 def keep_better(scorer, prompt: Prompt, examples: list[Example], found: dict, given: dict) -> tuple[dict, dict]:
     """``found`` label words if they score at least as well as ``given`` on ``examples`` (the selection split) with
-    ``prompt``, else ``given``; and a record of both scores. A search is kept only if it really scores better."""
+    ``prompt``, else ``given``; and a record of both scores (a tie keeps ``found``)."""
     from dataclasses import replace
 
     if found == given or not examples:
