@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from promptopt.engine import Scorer, load_model
-from promptopt.io import write_json
+from promptopt.data.files import write_json
 from promptopt.plugins import get_task
-from promptopt.tasks import data_root
+from promptopt.data.tasks import data_root
 from promptopt_plugins.autoprompt import allowed_tokens, answer_exclusions, token_id, trigger_prompts
 
 

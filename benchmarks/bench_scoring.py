@@ -59,7 +59,7 @@ def main():
 
     from promptopt.engine import Scorer, load_model
     from promptopt.plugins import get_task
-    from promptopt.prompt import Prompt
+    from promptopt.data.prompt import Prompt
 
     lm = load_model(args.model, dtype=args.dtype)
     task = get_task(args.task)

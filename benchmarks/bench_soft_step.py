@@ -49,7 +49,7 @@ WORDS = ("the movie was good and the plot is not bad but it has a great cast wit
 
 def make_batch(lm, batch, length, seed=0):
     """``batch`` texts of exactly ``length`` tokens (words that are one token each), with alternating labels."""
-    from promptopt.tasks import Example
+    from promptopt.data.tasks import Example
 
     tok = lm.tokenizer
     single = [w for w in dict.fromkeys(WORDS) if len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1]
@@ -72,7 +72,7 @@ class Setup:
         from promptopt.engine import Scorer, load_model
         from promptopt.engine.train import PromptVectors
         from promptopt.plugins import get_task
-        from promptopt.prompt import Prompt
+        from promptopt.data.prompt import Prompt
 
         self.lm = lm = load_model(args.model, device=args.device, dtype=args.dtype)
         self.task = get_task("tiny-reviews")  # labels negative/positive, label words " negative"/" positive"
@@ -157,7 +157,7 @@ def task_mode(args):
     from promptopt.engine import Scorer, load_model
     from promptopt.engine.train import BatchStream, PromptVectors, _prompt_length
     from promptopt.plugins import get_task
-    from promptopt.prompt import Prompt
+    from promptopt.data.prompt import Prompt
 
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
     task = get_task(args.task)

@@ -43,7 +43,7 @@ class Clock:
 
 def main():
     from promptopt.cli import cli
-    from promptopt.io import write_json
+    from promptopt.data.files import write_json
     from promptopt.plugins import make_plugin_manager, reset_plugin_manager
 
     clock = Clock()

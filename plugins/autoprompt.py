@@ -19,7 +19,7 @@ prompt) and masked LMs (answer at the mask), for classification and fact retriev
 
 Label-word search (``label_search=true``): fit a logistic regression on the answer-position features (the vectors
 the output embedding matrix multiplies) and propose, for each class, the ``label_k`` vocabulary tokens that score
-highest under ``weights @ output_embeddings.T`` (:mod:`promptopt.verbalizer`, which also gives every method a
+highest under ``weights @ output_embeddings.T`` (:mod:`promptopt.pipeline.verbalizer`, which also gives every method a
 verbalizer: ``promptopt run --label-search``).
 
 Resume. Every ``checkpoint_every`` iterations the search state is written atomically, as JSON, to
@@ -40,13 +40,13 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from promptopt import hookimpl
-from promptopt.config import to_dict
+from promptopt.pipeline.config import to_dict
 from promptopt.errors import ConfigError, PromptoptError
-from promptopt.io import read_json, write_json
-from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.prompt import Prompt, Segment, SegmentKind, decode_escapes
-from promptopt.tasks import Example, TaskKind
-from promptopt.verbalizer import allowed_tokens, fit_examples, keep_better, search_label_words
+from promptopt.data.files import read_json, write_json
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
+from promptopt.data.prompt import Prompt, Segment, SegmentKind, decode_escapes
+from promptopt.data.tasks import Example, TaskKind
+from promptopt.pipeline.verbalizer import allowed_tokens, fit_examples, keep_better, search_label_words
 
 log = logging.getLogger(__name__)
 

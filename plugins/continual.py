@@ -49,13 +49,13 @@ from types import SimpleNamespace
 
 import torch
 
-from promptopt import config as cfg
+from promptopt.pipeline import config as cfg
 from promptopt import hookimpl
 from promptopt.engine.train import PromptVectors, TrainConfig, fit
 from promptopt.errors import ConfigError
-from promptopt.io import write_json, write_jsonl
+from promptopt.data.files import write_json, write_jsonl
 from promptopt.plugins import get_plugin_manager
-from promptopt.prompt import Prompt
+from promptopt.data.prompt import Prompt
 from promptopt_plugins.soft import SoftPromptInit, initial_rows
 from promptopt_plugins.taskset import (
     TaskData,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from promptopt import hookimpl
-from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.prompt import Prompt
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
+from promptopt.data.prompt import Prompt
 
 
 @dataclass

@@ -47,14 +47,14 @@ from types import SimpleNamespace
 
 import torch
 
-from promptopt import config as cfg
+from promptopt.pipeline import config as cfg
 from promptopt import hookimpl
 from promptopt.engine.train import BatchStream, FitResult, TrainConfig, fit
 from promptopt.errors import ConfigError, PromptoptError
-from promptopt.io import atomic_path, write_json
-from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
+from promptopt.data.files import atomic_path, write_json
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
 from promptopt.plugins import get_plugin_manager
-from promptopt.prompt import Prompt, SegmentKind
+from promptopt.data.prompt import Prompt, SegmentKind
 from promptopt_plugins.soft import SoftPromptInit, initial_rows, transfer_values
 from promptopt_plugins.taskset import (
     TaskData,
@@ -347,7 +347,7 @@ def mixture_label(tasks: list[str]) -> str:
 
 @dataclass
 class MultitaskResult:
-    """What :func:`run_multitask` returns: per task its :class:`~promptopt.results.RunResult`, and the summary."""
+    """What :func:`run_multitask` returns: per task its :class:`~promptopt.pipeline.results.RunResult`, and the summary."""
 
     output_dir: Path
     results: dict
@@ -359,7 +359,7 @@ def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     module docstring). Keyword arguments set :class:`~promptopt_plugins.taskset.TaskSetOptions` fields.
 
     The per-run hooks (``run_start``, ``training_step``, ``evaluation``, ``run_end``) are not called: their ``run`` is
-    a single-task :class:`~promptopt.methods.RunContext`."""
+    a single-task :class:`~promptopt.pipeline.methods.RunContext`."""
     opts = dataclasses.replace(opts or TaskSetOptions(tasks=kwargs.get("tasks", [])), **kwargs)
     config = cfg.build(MultitaskConfig, opts.method_options)
     train_config = cfg.build(TrainConfig, opts.train)

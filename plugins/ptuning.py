@@ -35,9 +35,9 @@ import torch
 
 from promptopt import hookimpl
 from promptopt.errors import ConfigError, PromptoptError
-from promptopt.io import atomic_path, write_json
-from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.prompt import Prompt, SegmentKind
+from promptopt.data.files import atomic_path, write_json
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
+from promptopt.data.prompt import Prompt, SegmentKind
 from promptopt_plugins.soft import SoftPromptInit, TemplateRule, check_common, initial_rows, soft_templates, train_templates
 
 

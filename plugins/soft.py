@@ -35,8 +35,8 @@ import torch
 from promptopt import hookimpl
 from promptopt.engine.train import FitResult, PromptVectors, fit
 from promptopt.errors import ConfigError, PromptoptError
-from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.prompt import Prompt, Segment, SegmentKind, parse_template
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
+from promptopt.data.prompt import Prompt, Segment, SegmentKind, parse_template
 
 
 class SoftPromptInit(str, enum.Enum):

@@ -1,6 +1,6 @@
 """Several tasks in one run, for the methods that need them (``multitask``, ``continual``). Not a plugin itself.
 
-Each task is loaded exactly as ``promptopt run`` loads its one task (:func:`promptopt.api.prepare_data`: the same
+Each task is loaded exactly as ``promptopt run`` loads its one task (:func:`promptopt.pipeline.runner.prepare_data`: the same
 split roles and the same seeded sampling, so a task's examples are those a single-task run with the same options
 sees), scored by its own :class:`~promptopt.engine.Scorer` on one shared model, and keeps its own hard template
 (tasks have different input fields), in front of which these methods put their soft vectors::
@@ -21,17 +21,17 @@ from pathlib import Path
 
 import torch
 
-from promptopt import config as cfg
-from promptopt.api import RunOptions, prepare_data
+from promptopt.pipeline import config as cfg
+from promptopt.pipeline.runner import RunOptions, prepare_data
 from promptopt.engine.model import LoadedModel, load_model
 from promptopt.engine.scoring import EvalResult, Scorer
 from promptopt.engine.train import TrainConfig
 from promptopt.errors import ConfigError, PromptoptError
-from promptopt.io import write_json, write_jsonl
+from promptopt.data.files import write_json, write_jsonl
 from promptopt.plugins import get_task
-from promptopt.prompt import Prompt, SegmentKind, decode_escapes, parse_template
-from promptopt.results import RunResult
-from promptopt.tasks import Example, TaskSpec
+from promptopt.data.prompt import Prompt, SegmentKind, decode_escapes, parse_template
+from promptopt.pipeline.results import RunResult
+from promptopt.data.tasks import Example, TaskSpec
 
 
 @dataclass

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from promptopt import hookimpl
 from promptopt.errors import ConfigError
-from promptopt.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.prompt import Prompt, SegmentKind
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
+from promptopt.data.prompt import Prompt, SegmentKind
 from promptopt_plugins.soft import SoftConfig, SoftOptimizer
 
 

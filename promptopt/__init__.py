@@ -1,7 +1,7 @@
 """promptopt: specialise a frozen language model to a task by optimising only its prompt."""
 
-from .hookspecs import hookimpl
-from .prompt import Prompt, Segment, SegmentKind, parse_template
+from promptopt.hookspecs import hookimpl
+from promptopt.data.prompt import Prompt, Segment, SegmentKind, parse_template
 
 __version__ = "0.1.0"
 
@@ -10,7 +10,7 @@ __all__ = ["Prompt", "Segment", "SegmentKind", "__version__", "evaluate_prompt",
 
 def __getattr__(name):  # the API imports torch; keep `import promptopt` light for plugin authors
     if name in ("run", "evaluate_prompt", "RunOptions"):
-        from . import api
+        from promptopt.pipeline import runner as api
 
         return getattr(api, name)
     raise AttributeError(name)

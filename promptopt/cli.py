@@ -1,4 +1,4 @@
-"""The ``promptopt`` command: thin click commands over :mod:`promptopt.api`."""
+"""The ``promptopt`` command: thin click commands over :mod:`promptopt.pipeline.runner`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 
 import click
 
-from . import config as cfg
-from .errors import PromptoptError
-from .prompt import decode_escapes
+from promptopt.pipeline import config as cfg
+from promptopt.errors import PromptoptError
+from promptopt.data.prompt import decode_escapes
 
 
 class _Group(click.Group):
@@ -32,14 +32,14 @@ def cli(plugins, verbose):
     """Specialise a frozen language model to a task by optimising only its prompt."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if plugins is not None:
-        from .plugins import make_plugin_manager, reset_plugin_manager
+        from promptopt.plugins import make_plugin_manager, reset_plugin_manager
 
         reset_plugin_manager(make_plugin_manager(allow=plugins))
 
 
 def _train_options(func):
     """One ``--flag`` per TrainConfig field, with its help text from the field's metadata."""
-    from .engine.train import TrainConfig
+    from promptopt.engine.train import TrainConfig
 
     for name, type_name, default, help_text in reversed(cfg.field_help(TrainConfig)):
         flag = "--" + name.replace("_", "-")
@@ -91,8 +91,8 @@ def run(method, task, model, model_kind, seed, output, max_train, shots, max_eva
         templates_file, options, batch_size, device, dtype, padding_side, label_search, label_k, label_candidates,
         resume, overwrite, no_progress, **train):  # fmt: skip
     """Optimise a prompt for a task with one method, score it, and write a run directory."""
-    from .api import RunOptions
-    from .api import run as api_run
+    from promptopt.pipeline.runner import RunOptions
+    from promptopt.pipeline.runner import run as api_run
 
     opts = RunOptions(
         method=method, task=task, model=model, model_kind=model_kind, seed=seed, output=output, max_train=max_train,
@@ -120,7 +120,7 @@ def run(method, task, model, model_kind, seed, output, max_train, shots, max_eva
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def methods(as_json):
     """List the registered methods, the plugin that registered each, and their options."""
-    from .plugins import optimizers
+    from promptopt.plugins import optimizers
 
     found = optimizers()
     rows = []
@@ -140,7 +140,7 @@ def methods(as_json):
 @cli.command()
 def tasks():
     """List the registered tasks."""
-    from .plugins import tasks as registered
+    from promptopt.plugins import tasks as registered
 
     for name, spec in sorted(registered().items()):
         click.echo(f"{name:<16} {spec.kind.value:<15} {spec.description}")
@@ -156,7 +156,7 @@ def tasks():
 @click.option("--device", default=None)
 def eval_cmd(prompt_dir, task, split, model, max_eval, batch_size, device):
     """Re-score a saved prompt on a task split."""
-    from .api import evaluate_prompt
+    from promptopt.pipeline.runner import evaluate_prompt
 
     result = evaluate_prompt(prompt_dir, task, split=split, model=model, max_eval=max_eval, batch_size=batch_size,
                              device=device)  # fmt: skip
@@ -164,7 +164,7 @@ def eval_cmd(prompt_dir, task, split, model, max_eval, batch_size, device):
 
 
 def _register_plugin_commands():
-    from .plugins import get_plugin_manager
+    from promptopt.plugins import get_plugin_manager
 
     try:
         get_plugin_manager().hook.register_commands(cli=cli)
@@ -230,8 +230,8 @@ def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
-    from .api import RunOptions
-    from .leaderboard import SuiteConfig, parse_seeds, run_suite
+    from promptopt.pipeline.runner import RunOptions
+    from promptopt.suite.leaderboard import SuiteConfig, parse_seeds, run_suite
 
     def split(text):
         return [s.strip() for s in text.split(",") if s.strip()] if text else []
@@ -273,10 +273,10 @@ def report(dirs, fmt, output, title):
     """Render the runs under DIR(s) (a leaderboard suite or 'promptopt run' outputs) as md, html, json or csv.
 
     A DIR holding continual-learning runs (continual.json in it or one level below) renders their accuracy matrices."""
-    from .io import write_text
-    from .leaderboard import load_board
-    from .report import render
-    from .report.continual import load_continual, render_continual
+    from promptopt.data.files import write_text
+    from promptopt.suite.leaderboard import load_board
+    from promptopt.report import render
+    from promptopt.report.continual import load_continual, render_continual
 
     continual = load_continual(list(dirs))
     if continual:
@@ -305,7 +305,7 @@ def report(dirs, fmt, output, title):
 def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no_write):
     """Show a run's prompt: soft vectors' nearest tokens and norms, and the score of the projected prompt (each
     vector replaced by its nearest token) against the soft one; for hard prompts, the text and token ids."""
-    from .inspect import inspect_run, render_text
+    from promptopt.interpret.inspection import inspect_run, render_text
 
     if top_k < 1:
         raise PromptoptError(f"--top-k must be >= 1, got {top_k}")
@@ -326,10 +326,10 @@ def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no
 @click.option("--device", default=None)
 def generate(text, prompt_dir, fields, model, max_new_tokens, temperature, seed, no_cache, device):
     """Generate a continuation of a saved prompt filled with TEXT (its context up to {answer})."""
-    from .engine.model import load_model
-    from .generate import fill_inputs
-    from .generate import generate as run_generate
-    from .prompt import Prompt
+    from promptopt.engine.model import load_model
+    from promptopt.engine.generate import fill_inputs
+    from promptopt.engine.generate import generate as run_generate
+    from promptopt.data.prompt import Prompt
 
     prompt = Prompt.load(prompt_dir)
     inputs = fill_inputs(prompt, text, cfg.parse_pairs(fields))
@@ -345,7 +345,7 @@ def generate(text, prompt_dir, fields, model, max_new_tokens, temperature, seed,
 @click.option("--model", default=None, help="Base model named in the adapter (default: the prompt's model).")
 def export_peft_cmd(prompt_dir, output, model):
     """Write a saved prompt (vectors in front) as a PEFT prompt-tuning adapter directory."""
-    from .interop_peft import export_peft
+    from promptopt.interop.peft import export_peft
 
     click.echo(f"written: {export_peft(prompt_dir, output, model=model)}")
 
@@ -357,6 +357,6 @@ def export_peft_cmd(prompt_dir, output, model):
               "saved by export-peft, else '[P*n]{text}{answer}').")  # fmt: skip
 def import_peft_cmd(adapter_dir, output, template):
     """Turn a PEFT prompt-tuning adapter directory into a promptopt prompt directory."""
-    from .interop_peft import import_peft
+    from promptopt.interop.peft import import_peft
 
     click.echo(f"written: {import_peft(adapter_dir, output, template=decode_escapes(template) if template else None)}")

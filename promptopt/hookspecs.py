@@ -21,7 +21,7 @@ def register_optimizers(register):
     """Called once when the plugin manager is first used.
 
     Call ``register(OptimizerClass)`` for each prompt optimizer (method) the plugin provides. The class must
-    subclass :class:`promptopt.methods.PromptOptimizer` and set a unique lowercase ``name`` (the ``--method`` id);
+    subclass :class:`promptopt.pipeline.methods.PromptOptimizer` and set a unique lowercase ``name`` (the ``--method`` id);
     registering a name twice raises an error naming both plugins. Returns nothing.
     """
 
@@ -31,7 +31,7 @@ def register_tasks(register):
     """Called once when tasks are first looked up.
 
     Call ``register(path)`` with the path of a task-spec file (TOML or JSON, see the README), or
-    ``register(spec)`` with a :class:`promptopt.tasks.TaskSpec`, for each task the plugin provides. The task's
+    ``register(spec)`` with a :class:`promptopt.data.tasks.TaskSpec`, for each task the plugin provides. The task's
     ``name`` is how ``--task`` finds it; registering a name twice raises an error. Returns nothing.
     """
 
@@ -48,7 +48,7 @@ def register_commands(cli):
 def run_start(run):
     """Called after the model, task and data are loaded and before the optimizer starts.
 
-    ``run`` is the :class:`promptopt.methods.RunContext` (method, task, model, config, output directory).
+    ``run`` is the :class:`promptopt.pipeline.methods.RunContext` (method, task, model, config, output directory).
     For logging plugins; return value ignored.
     """
 
@@ -75,6 +75,6 @@ def evaluation(run, step, split, metrics):
 def run_end(run, result):
     """Called once when a run finishes, after its results are written.
 
-    ``result`` is the :class:`promptopt.results.RunResult`; on failure its ``status`` is ``"failed"`` and ``error``
+    ``result`` is the :class:`promptopt.pipeline.results.RunResult`; on failure its ``status`` is ``"failed"`` and ``error``
     holds the message. Return value ignored.
     """

@@ -7,8 +7,8 @@ from importlib import metadata
 
 import pluggy
 
-from . import hookspecs
-from .errors import PromptoptError
+from promptopt import hookspecs
+from promptopt.errors import PromptoptError
 
 ENTRY_POINT_GROUP = "promptopt"
 
@@ -98,7 +98,7 @@ def get_optimizer(name: str, pm=None) -> type:
 
 def tasks(pm=None) -> dict:
     """Registered task specs by name (parsed lazily only when a plugin registers a path)."""
-    from .tasks import TaskSpec, parse_task_spec
+    from promptopt.data.tasks import TaskSpec, parse_task_spec
 
     pm = pm or get_plugin_manager()
     out: dict = {}
@@ -117,7 +117,7 @@ def get_task(name_or_path, pm=None):
     """A task by registered name, or by the path of a spec file."""
     from pathlib import Path
 
-    from .tasks import TaskSpec, parse_task_spec
+    from promptopt.data.tasks import TaskSpec, parse_task_spec
 
     if isinstance(name_or_path, TaskSpec):
         return name_or_path

@@ -13,9 +13,9 @@ import promptopt
 from promptopt.engine import Scorer, load_model
 from promptopt.errors import ConfigError
 from promptopt.plugins import get_task
-from promptopt.prompt import Prompt, SegmentKind
-from promptopt.tasks import Example
-from promptopt.verbalizer import choose_words, keep_better
+from promptopt.data.prompt import Prompt, SegmentKind
+from promptopt.data.tasks import Example
+from promptopt.pipeline.verbalizer import choose_words, keep_better
 from promptopt_plugins.autoprompt import (
     AutoPromptConfig,
     allowed_tokens,

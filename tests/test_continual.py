@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from promptopt.errors import ConfigError
-from promptopt.prompt import Prompt
+from promptopt.data.prompt import Prompt
 from promptopt.report.continual import render_continual
 from promptopt_plugins.continual import ContinualConfig, continual_metrics, run_continual
 from promptopt_plugins.taskset import TaskSetOptions, load_taskset

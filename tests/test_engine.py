@@ -8,8 +8,8 @@ import torch
 from promptopt.engine import Scorer
 from promptopt.engine.inputs import VectorLayout, collate
 from promptopt.engine.model import ModelKind
-from promptopt.prompt import Prompt
-from promptopt.tasks import Example, parse_task_spec
+from promptopt.data.prompt import Prompt
+from promptopt.data.tasks import Example, parse_task_spec
 
 TEXTS = ["great food and a lovely view", "the battery died after a day", "not bad at all, really"]
 

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from promptopt.cli import cli
 from promptopt.engine import Scorer
 from promptopt.errors import PromptoptError
-from promptopt.generate import fill_inputs, generate
-from promptopt.prompt import Prompt
-from promptopt.tasks import Example
+from promptopt.engine.generate import fill_inputs, generate
+from promptopt.data.prompt import Prompt
+from promptopt.data.tasks import Example
 
 
 def vector_prompt(lm, template="[P*3]Review: {text}[P*2:mid]\nSentiment:{answer}"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from promptopt.api import sample
+from promptopt.pipeline.runner import sample
 from promptopt.engine.scoring import Scorer
-from promptopt.inspect import Inspection, inspect_prompt, inspect_run, nearest_tokens, project, rescoring_examples
-from promptopt.io import read_json, write_json
-from promptopt.prompt import Prompt, SegmentKind
+from promptopt.interpret.inspection import Inspection, inspect_prompt, inspect_run, nearest_tokens, project, rescoring_examples
+from promptopt.data.files import read_json, write_json
+from promptopt.data.prompt import Prompt, SegmentKind
 
 
 def soft_prompt_from_tokens(lm, ids, noise: float = 0.0) -> Prompt:

@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from promptopt import hookimpl
-from promptopt.api import RunOptions
-from promptopt.api import run as api_run
+from promptopt.pipeline.runner import RunOptions
+from promptopt.pipeline.runner import run as api_run
 from promptopt.errors import ConfigError
-from promptopt.io import read_json
-from promptopt.leaderboard import (SuiteConfig, parse_seeds, read_curves, resolve_methods, run_suite,
+from promptopt.data.files import read_json
+from promptopt.suite.leaderboard import (SuiteConfig, parse_seeds, read_curves, resolve_methods, run_suite,
                                    split_method_options)  # fmt: skip
-from promptopt.methods import OptimizeResult, PromptOptimizer
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer
 from promptopt.plugins import make_plugin_manager, optimizers
-from promptopt.prompt import Prompt
+from promptopt.data.prompt import Prompt
 
 
 class BoomOptimizer(PromptOptimizer):

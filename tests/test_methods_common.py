@@ -7,7 +7,7 @@ import torch
 
 import promptopt
 from promptopt.plugins import optimizers
-from promptopt.prompt import Prompt
+from promptopt.data.prompt import Prompt
 
 from conftest import REPO
 
@@ -65,7 +65,7 @@ def test_same_seed_gives_the_same_prompt_and_metrics(method, tiny_lms, tmp_path)
 
 
 def test_method_declares_a_documented_config(method):
-    from promptopt.config import field_help
+    from promptopt.pipeline.config import field_help
 
     cls, _ = optimizers()[method]
     assert cls.name == method and cls.description

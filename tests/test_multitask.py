@@ -11,8 +11,8 @@ from click.testing import CliRunner
 import promptopt
 from promptopt.engine.train import TrainConfig, fit
 from promptopt.errors import ConfigError, TemplateError
-from promptopt.leaderboard import load_board
-from promptopt.prompt import Prompt
+from promptopt.suite.leaderboard import load_board
+from promptopt.data.prompt import Prompt
 from promptopt_plugins.multitask import (
     Composition,
     Mixture,

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from promptopt.cli import cli
 from promptopt.engine import Scorer
 from promptopt.errors import PromptoptError
-from promptopt.interop_peft import export_peft, import_peft
-from promptopt.prompt import Prompt
+from promptopt.interop.peft import export_peft, import_peft
+from promptopt.data.prompt import Prompt
 
 peft = pytest.importorskip("peft")
 

@@ -11,7 +11,7 @@ import pytest
 import promptopt
 from promptopt import hookspecs
 from promptopt.errors import PromptoptError
-from promptopt.methods import OptimizeResult, PromptOptimizer
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer
 from promptopt.plugins import get_optimizer, make_plugin_manager, optimizers, tasks
 
 from conftest import REPO

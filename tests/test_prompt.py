@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from promptopt.errors import PromptoptError, TemplateError
-from promptopt.prompt import Prompt, SegmentKind, decode_escapes, parse_template
+from promptopt.data.prompt import Prompt, SegmentKind, decode_escapes, parse_template
 
 
 def kinds(template):
@@ -106,7 +106,7 @@ def test_load_names_the_file_and_line_of_bad_json(tmp_path):
 def test_atomic_writes_leave_ordinary_file_permissions(tmp_path):
     import os
 
-    from promptopt.io import write_json
+    from promptopt.data.files import write_json
 
     write_json(tmp_path / "x.json", {"a": 1})
     mask = os.umask(0)

@@ -9,7 +9,7 @@ import promptopt
 from promptopt import hookimpl
 from promptopt.errors import ConfigError
 from promptopt.plugins import make_plugin_manager
-from promptopt.prompt import Prompt
+from promptopt.data.prompt import Prompt
 from promptopt_plugins.ptuning import EncoderSpec, PromptEncoder, PTuningConfig, load_encoder
 
 from conftest import TINY_REVIEWS

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from promptopt.errors import PromptoptError
-from promptopt.io import write_json
-from promptopt.leaderboard import collect_runs, load_board
+from promptopt.data.files import write_json
+from promptopt.suite.leaderboard import collect_runs, load_board
 from promptopt.report import build_leaderboard, load_json, render, render_csv, render_html, render_json, render_markdown
-from promptopt.results import RunResult
+from promptopt.pipeline.results import RunResult
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = "smollm2-135m-instruct"
@@ -51,7 +51,7 @@ def write_run(root: Path, task: str, method: str, seed: int, score: float | None
 def soft_inspection(token: str = " great") -> dict:
     near = [{"id": 10 + k, "token": t, "cosine": round(0.4 - 0.05 * k, 2)}
             for k, t in enumerate([token, " good", " fine", "!", " movie"])]  # fmt: skip
-    return {"schema": "promptopt.inspect", "schema_version": 1, "prompt_text": "[P*2:p0] {sentence} It was{answer}",
+    return {"schema": "promptopt.interpret.inspection", "schema_version": 1, "prompt_text": "[P*2:p0] {sentence} It was{answer}",
             "model": MODEL, "embedding_norm_mean": 0.95, "projected_text": f"{token} good {{sentence}} It was{{answer}}",
             "split": "dev", "n": 100, "metric": "accuracy", "soft_score": 0.86, "projected_score": 0.61,
             "segments": [{"kind": "vectors", "name": "p0", "text": "", "ids": [], "tokens": [],
@@ -176,7 +176,7 @@ def test_report_command_renders_each_format(suite_dir, tmp_path):
 
     runner = CliRunner()
     for fmt, marker in (("md", "## Results: smollm2-135m-instruct"), ("html", "<!DOCTYPE html>"),
-                        ("json", '"schema": "promptopt.leaderboard"'), ("csv", "model,task,method")):  # fmt: skip
+                        ("json", '"schema": "promptopt.suite.leaderboard"'), ("csv", "model,task,method")):  # fmt: skip
         result = runner.invoke(cli, ["report", str(suite_dir), "--format", fmt])
         assert result.exit_code == 0, result.output
         assert marker in result.output

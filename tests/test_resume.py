@@ -92,7 +92,7 @@ import json, os, sys, time
 import promptopt
 from promptopt import hookimpl
 from promptopt.plugins import make_plugin_manager
-from promptopt.prompt import Prompt
+from promptopt.data.prompt import Prompt
 
 mode, out, model, task = sys.argv[1:5]
 steps = []

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import promptopt
 from promptopt.engine import Scorer
 from promptopt.errors import ConfigError
-from promptopt.prompt import Prompt, SegmentKind
+from promptopt.data.prompt import Prompt, SegmentKind
 from promptopt_plugins.soft import (
     SoftConfig,
     TemplateRule,

@@ -5,7 +5,7 @@ import pytest
 
 from promptopt.errors import DataError, PromptoptError
 from promptopt.plugins import get_task, tasks
-from promptopt.tasks import TaskKind, parse_task_spec
+from promptopt.data.tasks import TaskKind, parse_task_spec
 
 from conftest import needs_shared
 

@@ -19,7 +19,7 @@ from promptopt.engine.train import (
     read_checkpoint,
 )
 from promptopt.errors import ConfigError, PromptoptError
-from promptopt.prompt import Prompt
+from promptopt.data.prompt import Prompt
 
 TARGET = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
 

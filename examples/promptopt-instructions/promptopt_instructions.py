@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from promptopt import Prompt, hookimpl
-from promptopt.methods import OptimizeResult, PromptOptimizer
+from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer
 
 DEFAULT_INSTRUCTIONS = [
     "",

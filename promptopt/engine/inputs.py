@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import PromptoptError
-from ..prompt import Prompt, SegmentKind
-from .model import LoadedModel, ModelKind
+from promptopt.errors import PromptoptError
+from promptopt.data.prompt import Prompt, SegmentKind
+from promptopt.engine.model import LoadedModel, ModelKind
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..tasks import TaskKind, TaskSpec
+from promptopt.data.tasks import TaskKind, TaskSpec
 
 
 def compute_metrics(task: TaskSpec, golds: list[str], preds: list[str]) -> dict:

@@ -2,7 +2,7 @@
 
 Scoring contract (rank classification, as lm-evaluation-harness's ``loglikelihood``):
 
-* in: a :class:`~promptopt.prompt.Prompt`, examples, and optionally vectors for vector/token segments;
+* in: a :class:`~promptopt.data.prompt.Prompt`, examples, and optionally vectors for vector/token segments;
 * out: for classification, one log-likelihood per class: ``log sum_w P(w | prompt, example)`` over the class's label
   words, a multi-token word scoring the sum of its tokens' log-probabilities; for fact retrieval, log-probabilities
   over the whole vocabulary at the answer position.
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..errors import PromptoptError
-from ..prompt import Prompt
-from ..tasks import Example, TaskKind, TaskSpec
-from .inputs import Batch, Encoded, Encoder, VectorLayout, collate, embed, position_offset
-from .metrics import compute_metrics
-from .model import LoadedModel, ModelKind
+from promptopt.errors import PromptoptError
+from promptopt.data.prompt import Prompt
+from promptopt.data.tasks import Example, TaskKind, TaskSpec
+from promptopt.engine.inputs import Batch, Encoded, Encoder, VectorLayout, collate, embed, position_offset
+from promptopt.engine.metrics import compute_metrics
+from promptopt.engine.model import LoadedModel, ModelKind
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..errors import ConfigError, PromptoptError
-from ..io import atomic_path
+from promptopt.errors import ConfigError, PromptoptError
+from promptopt.data.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -343,8 +343,8 @@ def fit(
 
 
 def _prompt_length(scorer, prompt):
-    from ..prompt import SegmentKind
-    from .inputs import VectorLayout
+    from promptopt.data.prompt import SegmentKind
+    from promptopt.engine.inputs import VectorLayout
 
     zeros = {s.name: torch.zeros(s.n, 1) for s in prompt.segments_of(SegmentKind.VECTORS)}
     layout = VectorLayout.build(prompt, zeros)

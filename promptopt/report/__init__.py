@@ -4,18 +4,18 @@
     board = build_leaderboard(entries, title="SST-2", meta={"command": "..."})
     text = render(board, "md")
 
-Reading run directories into entries is :func:`promptopt.leaderboard.collect_runs`.
+Reading run directories into entries is :func:`promptopt.suite.leaderboard.collect_runs`.
 """
 
 from __future__ import annotations
 
 import enum
 
-from ..errors import ConfigError
-from .html import render_html
-from .markdown import render_markdown
-from .model import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, Leaderboard, Row, RunEntry, build_leaderboard
-from .tables import load_json, render_csv, render_json
+from promptopt.errors import ConfigError
+from promptopt.report.html import render_html
+from promptopt.report.markdown import render_markdown
+from promptopt.report.model import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, Leaderboard, Row, RunEntry, build_leaderboard
+from promptopt.report.tables import load_json, render_csv, render_json
 
 
 class ReportFormat(str, enum.Enum):

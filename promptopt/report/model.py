@@ -1,7 +1,7 @@
 """What a leaderboard holds: one entry per run, one row per (model, task, method), and the JSON form of both.
 
 Everything here is pure: entries in, a :class:`Leaderboard` out. Reading run directories is done elsewhere
-(:func:`promptopt.leaderboard.collect_runs`).
+(:func:`promptopt.suite.leaderboard.collect_runs`).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from ..errors import PromptoptError
+from promptopt.errors import PromptoptError
 
-REPORT_SCHEMA = "promptopt.leaderboard"
+REPORT_SCHEMA = "promptopt.suite.leaderboard"
 REPORT_SCHEMA_VERSION = 1
 
 

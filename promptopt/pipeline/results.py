@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .io import read_json
+from promptopt.data.files import read_json
 
 RESULT_SCHEMA_VERSION = 1
 

@@ -5,7 +5,7 @@ embeddings (top 5). The *projected* prompt replaces every soft vector by its nea
 same examples (the run's selection split, dev by default) shows how faithful the readable version is. Hard segments
 are listed with their text and token ids.
 
-    from promptopt.inspect import inspect_run
+    from promptopt.interpret.inspection import inspect_run
     print(render_text(inspect_run("runs/sst2-soft-s0")))
 """
 
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from .engine.model import LoadedModel, load_model
-from .engine.scoring import Scorer
-from .errors import PromptoptError
-from .io import read_json, write_json
-from .prompt import Prompt, Segment, SegmentKind
-from .tasks import Example
+from promptopt.engine.model import LoadedModel, load_model
+from promptopt.engine.scoring import Scorer
+from promptopt.errors import PromptoptError
+from promptopt.data.files import read_json, write_json
+from promptopt.data.prompt import Prompt, Segment, SegmentKind
+from promptopt.data.tasks import Example
 
-INSPECT_SCHEMA = "promptopt.inspect"
+INSPECT_SCHEMA = "promptopt.interpret.inspection"
 INSPECT_SCHEMA_VERSION = 1
 INSPECT_FILE = "inspect.json"
 
@@ -45,7 +45,7 @@ class VectorReport:
 
 @dataclass
 class SegmentReport:
-    """One segment: ``kind`` as in :class:`~promptopt.prompt.SegmentKind`; ``ids``/``tokens`` for text (tokenized on
+    """One segment: ``kind`` as in :class:`~promptopt.data.prompt.SegmentKind`; ``ids``/``tokens`` for text (tokenized on
     its own) and token segments; ``vectors`` for soft (vector) segments."""
 
     kind: str
@@ -180,7 +180,7 @@ def rescoring_examples(task, config: dict, split: str | None = None, max_eval: i
     """The examples a run's prompt is re-scored on: ``split`` (default: the run's selection split as recorded in its
     config, else dev), subsampled as the run subsampled its selection split (same seed, same size), so that with the
     defaults they are the very examples the run chose its prompt on."""
-    from .api import RunOptions, prepare_data, sample
+    from promptopt.pipeline.runner import RunOptions, prepare_data, sample
 
     seed = int(config.get("seed", 0))
     data = config.get("data") or {}
@@ -202,7 +202,7 @@ def inspect_run(run_dir: str | Path, lm: LoadedModel | None = None, split: str |
                 pm=None, write: bool = True) -> Inspection:  # fmt: skip
     """Inspect the prompt of a run directory (``prompt/`` and ``config.json``) and, with ``write``, save the result
     as ``inspect.json`` there (the report reads it)."""
-    from .plugins import get_task
+    from promptopt.plugins import get_task
 
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"

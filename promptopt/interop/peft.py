@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import PromptoptError
-from .io import atomic_path, write_json
-from .prompt import Prompt, SegmentKind, parse_template
+from promptopt.errors import PromptoptError
+from promptopt.data.files import atomic_path, write_json
+from promptopt.data.prompt import Prompt, SegmentKind, parse_template
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -26,7 +26,7 @@ DEFAULT_IMPORT_TEMPLATE = "[P*{n}]{{text}}{{answer}}"
 
 
 def _model_path(name: str | None) -> str:
-    from .engine.model import DEFAULT_MODEL, default_model_dir
+    from promptopt.engine.model import DEFAULT_MODEL, default_model_dir
 
     return str(default_model_dir()) if name in (None, DEFAULT_MODEL) else name
 

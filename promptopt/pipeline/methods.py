@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .engine.model import LoadedModel
-from .engine.scoring import EvalResult, Scorer
-from .engine.train import TrainConfig
-from .prompt import Prompt
-from .tasks import Example, TaskSpec
+from promptopt.engine.model import LoadedModel
+from promptopt.engine.scoring import EvalResult, Scorer
+from promptopt.engine.train import TrainConfig
+from promptopt.data.prompt import Prompt
+from promptopt.data.tasks import Example, TaskSpec
 
 
 @dataclass

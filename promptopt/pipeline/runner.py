@@ -21,18 +21,18 @@ from pathlib import Path
 
 import torch
 
-from . import config as cfg
-from .engine.model import DEFAULT_MODEL, LoadedModel, load_model
-from .engine.scoring import Scorer
-from .engine.train import TrainConfig
-from .errors import ConfigError, PromptoptError
-from .io import write_json, write_jsonl
-from .methods import OptimizeResult, RunContext
-from .plugins import get_optimizer, get_plugin_manager, get_task
-from .prompt import Prompt
-from .results import RunResult
-from .tasks import Example, TaskKind, TaskSpec
-from .verbalizer import fit_examples, keep_better, search_label_words, text_prompt
+from promptopt.pipeline import config as cfg
+from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model
+from promptopt.engine.scoring import Scorer
+from promptopt.engine.train import TrainConfig
+from promptopt.errors import ConfigError, PromptoptError
+from promptopt.data.files import write_json, write_jsonl
+from promptopt.pipeline.methods import OptimizeResult, RunContext
+from promptopt.plugins import get_optimizer, get_plugin_manager, get_task
+from promptopt.data.prompt import Prompt
+from promptopt.pipeline.results import RunResult
+from promptopt.data.tasks import Example, TaskKind, TaskSpec
+from promptopt.pipeline.verbalizer import fit_examples, keep_better, search_label_words, text_prompt
 
 log = logging.getLogger(__name__)
 

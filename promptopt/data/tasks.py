@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, PromptoptError, TemplateError
-from .prompt import parse_template
+from promptopt.errors import DataError, PromptoptError, TemplateError
+from promptopt.data.prompt import parse_template
 
 if sys.version_info >= (3, 11):
     import tomllib

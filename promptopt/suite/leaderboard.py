@@ -1,10 +1,10 @@
 """Leaderboard suites: every method x task x seed (x model) as ordinary runs, resumable, then the report.
 
-    from promptopt.leaderboard import SuiteConfig, run_suite
+    from promptopt.suite.leaderboard import SuiteConfig, run_suite
     suite = run_suite(SuiteConfig(tasks=["sst2", "rte"], seeds=[0, 1, 2], output="runs/board"))
     print(suite.reports["md"])
 
-Runs go to ``OUTPUT/<model>/<task>/<method>/seed<k>`` through :func:`promptopt.api.run`, so each is a normal run
+Runs go to ``OUTPUT/<model>/<task>/<method>/seed<k>`` through :func:`promptopt.pipeline.runner.run`, so each is a normal run
 directory. A run whose ``result.json`` exists is skipped when the suite is run again; a failing run is recorded
 (``error.json``) and the suite goes on. Each model is loaded once. Methods default to every registered method.
 """
@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import config as cfg
-from .api import RunOptions
-from .api import run as api_run
-from .engine.model import DEFAULT_MODEL, LoadedModel, load_model
-from .errors import ConfigError, PromptoptError
-from .inspect import INSPECT_FILE, inspect_run
-from .io import read_json, write_json, write_text
-from .plugins import get_plugin_manager, get_task, optimizers
-from .report import Leaderboard, RunEntry, build_leaderboard, render
-from .results import RunResult
+from promptopt.pipeline import config as cfg
+from promptopt.pipeline.runner import RunOptions
+from promptopt.pipeline.runner import run as api_run
+from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model
+from promptopt.errors import ConfigError, PromptoptError
+from promptopt.interpret.inspection import INSPECT_FILE, inspect_run
+from promptopt.data.files import read_json, write_json, write_text
+from promptopt.plugins import get_plugin_manager, get_task, optimizers
+from promptopt.report import Leaderboard, RunEntry, build_leaderboard, render
+from promptopt.pipeline.results import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ def _inspect_collected(dirs: list[str], load, run_opts, pm) -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from promptopt import __version__
 
     return __version__
 

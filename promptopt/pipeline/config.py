@@ -7,7 +7,7 @@ import enum
 import typing
 from typing import Any
 
-from .errors import ConfigError
+from promptopt.errors import ConfigError
 
 
 def field_help(cls) -> list[tuple[str, str, Any, str]]:

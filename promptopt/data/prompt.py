@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import PromptoptError, TemplateError
-from .io import atomic_path, write_json
+from promptopt.errors import PromptoptError, TemplateError
+from promptopt.data.files import atomic_path, write_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -12,9 +12,9 @@ import re
 
 import torch
 
-from .errors import PromptoptError
-from .prompt import Prompt, SegmentKind
-from .tasks import Example, TaskKind
+from promptopt.errors import PromptoptError
+from promptopt.data.prompt import Prompt, SegmentKind
+from promptopt.data.tasks import Example, TaskKind
 
 # a "word" token: letters or digits, optionally joined by ' or - (after stripping the leading space)
 _WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*")

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine.inputs import Encoder, VectorLayout, collate, embed, position_offset
-from .engine.model import LoadedModel, ModelKind
-from .errors import PromptoptError
-from .prompt import Prompt
+from promptopt.engine.inputs import Encoder, VectorLayout, collate, embed, position_offset
+from promptopt.engine.model import LoadedModel, ModelKind
+from promptopt.errors import PromptoptError
+from promptopt.data.prompt import Prompt
 
 
 @dataclass
