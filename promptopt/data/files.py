@@ -12,7 +12,13 @@ from typing import Any, Iterable
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    Data parallel, only the main process writes: on the others the temporary file is dropped (they computed the
+    same content; see :mod:`promptopt.engine.distributed`).
+    """
+    from promptopt.engine import distributed
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -20,7 +26,8 @@ def atomic_path(path: str | os.PathLike):
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should be as readable as any other file
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        if distributed.is_main():
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

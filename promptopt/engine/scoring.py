@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from promptopt.engine import distributed
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
@@ -311,9 +312,20 @@ class Scorer:
         return torch.log_softmax(logits_at(encode())[:, 0], dim=-1).view(len(prompts), n, -1)
 
     def losses(self, prompts: list[Prompt], examples: list[Example], vectors=None) -> torch.Tensor:
-        """``(P,)``: :meth:`loss` of each prompt on the same examples, computed together by :meth:`scores_many`."""
+        """``(P,)``: :meth:`loss` of each prompt on the same examples, computed together by :meth:`scores_many`.
+
+        Data parallel and without gradients (e.g. re-scoring search candidates), each process scores its part of
+        the examples and the sums are all-reduced: every process gets the losses on all of them.
+        """
+        if distributed.world_size() == 1 or torch.is_grad_enabled():
+            return self._losses(prompts, examples, vectors, "mean")
+        mine = [examples[i] for i in distributed.shard(len(examples))]
+        total = self._losses(prompts, mine, vectors, "sum") if mine else torch.zeros(len(prompts), device=self.lm.device)
+        return distributed.all_reduce_sum(total.float()) / len(examples)
+
+    def _losses(self, prompts: list[Prompt], examples: list[Example], vectors, reduction: str) -> torch.Tensor:
         scores = self.scores_many(prompts, examples, vectors)
-        return torch.stack([torch.nn.functional.cross_entropy(scores[i], self.targets(p, examples))
+        return torch.stack([torch.nn.functional.cross_entropy(scores[i], self.targets(p, examples), reduction=reduction)
                             for i, p in enumerate(prompts)])  # fmt: skip
 
     def _logits_per_example_prefix(self, encs: list[Encoded], table, n_examples: int) -> torch.Tensor:
@@ -403,8 +415,9 @@ class Scorer:
             raise PromptoptError(f"no example of task {self.task.name!r} can be scored with this model")
         preds: list = [None] * len(usable)
         rows: list = [None] * len(usable)
-        batches = list(self.batches(prompt, usable))
-        bar = _progress(progress, len(usable))
+        # data parallel: batch b (longest first) on process b mod N, so every process gets long and short ones
+        batches = list(self.batches(prompt, usable))[distributed.rank()::distributed.world_size()]
+        bar = _progress(progress, sum(map(len, batches)))
         classification = self.task.kind == TaskKind.CLASSIFICATION
         labels = self.verbalizer(prompt).labels if classification else None
         with torch.inference_mode():
@@ -429,6 +442,11 @@ class Scorer:
                     bar.update(len(idx))
         if bar is not None:
             bar.close()
+        if distributed.world_size() > 1:
+            mine = [(i, preds[i], rows[i]) for idx in batches for i in idx]
+            for part in distributed.gather(mine):
+                for i, pred, row in part:
+                    preds[i], rows[i] = pred, row
         seconds = time.perf_counter() - start
         golds = [ex.label for ex in usable]
         metrics = compute_metrics(self.task, golds, preds)

@@ -23,6 +23,12 @@ so far, the optimizer state, the torch RNG state as tensors, and in its metadata
 position, the scheduler state, the Python and NumPy RNG states, the best score and the history. No pickle.
 Resuming from it continues exactly where the run stopped: on CPU with the same seed the final prompt and metric
 equal those of an uninterrupted run.
+
+Data parallel (several processes under ``torchrun`` / ``accelerate launch``, :mod:`promptopt.engine.distributed`):
+every process draws the same global batch, computes the loss on its contiguous slice of it weighted by the slice's
+share, and the trainable gradients alone are summed across processes before clipping, so each step equals the
+single-process step on the global batch (``loss_fn`` must return a mean over its examples). Only the main process
+writes checkpoints; they hold no process count, so a run resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from promptopt.engine import distributed
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.data.files import atomic_path
 
@@ -290,15 +297,22 @@ def fit(
     while not done:
         params.train()
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64)
         for _ in range(config.grad_accum):
-            batch = [examples[i] for i in stream.batch(state.batches)]
+            indices = stream.batch(state.batches)
             state.batches += 1
-            loss = loss_fn(params(), batch)
-            if not torch.isfinite(loss):
-                raise PromptoptError(f"training loss is {loss.item()} at step {state.step + 1}; lower --lr")
+            # data parallel: this process's slice of the global batch, weighted so that the summed gradients
+            # are those of the mean over the global batch (alone: the whole batch, weight 1)
+            mine = [indices[i] for i in distributed.shard(len(indices))]
+            if not mine:
+                continue
+            loss = loss_fn(params(), [examples[i] for i in mine]) * (len(mine) / len(indices))
             (loss / config.grad_accum).backward()
-            total += loss.item() / config.grad_accum
+            total += loss.detach().double().cpu() / config.grad_accum
+        distributed.all_reduce_grads(trainable)
+        total = float(distributed.all_reduce_sum(total))
+        if not math.isfinite(total):
+            raise PromptoptError(f"training loss is {total} at step {state.step + 1}; lower --lr")
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
         lr = optimizer.param_groups[0]["lr"]
@@ -319,7 +333,8 @@ def fit(
             elif config.patience and state.bad_evals >= config.patience:
                 state.stopped_early = True
         done = final or state.stopped_early
-        if ckpt is not None and (done or (config.checkpoint_every and state.step % config.checkpoint_every == 0)):
+        if ckpt is not None and (done or (config.checkpoint_every and state.step % config.checkpoint_every == 0)) \
+                and distributed.is_main():
             _save_checkpoint(ckpt, params, best_state, optimizer, scheduler, state, fingerprint)
         if bar is not None:
             postfix = {"loss": f"{total:.4f}"}

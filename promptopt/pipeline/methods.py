@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from promptopt.engine import distributed
 from promptopt.engine.model import LoadedModel
 from promptopt.engine.scoring import EvalResult, Scorer
 from promptopt.engine.train import TrainConfig
@@ -77,7 +78,9 @@ class RunContext:
         return result
 
     def log(self, record: dict) -> None:
-        """Append one record (a dict) to the run's ``history.jsonl``: the method's own trace."""
+        """Append one record (a dict) to the run's ``history.jsonl``: the method's own trace (main process only)."""
+        if not distributed.is_main():
+            return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output_dir / "history.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=str) + "\n")

@@ -1,0 +1,83 @@
+"""Data parallel over 2 CPU processes (gloo, launched by torchrun from the test) gives the single-process results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_REVIEWS
+import distributed_worker as worker
+
+HERE = Path(__file__).resolve().parent
+
+
+def _gloo_or_skip():
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("torch.distributed with the gloo backend is not available in this torch build")
+
+
+def torchrun(*args, timeout=120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+class Interrupt:
+    def training_step(self, run, step, loss, lr):
+        if step == 3:
+            raise KeyboardInterrupt  # after the step-2 checkpoint
+
+    def evaluation(self, run, step, split, metrics):
+        pass
+
+
+@pytest.fixture(scope="module")
+def two_processes(tiny_model_dirs, tmp_path_factory):
+    """What the worker computed on 2 processes, and the same computed here in one."""
+    _gloo_or_skip()
+    tmp = tmp_path_factory.mktemp("dist")
+    lm, task, scorer = worker.setup(str(tiny_model_dirs["causal"]), str(TINY_REVIEWS / "task.toml"))
+    with pytest.raises(KeyboardInterrupt):  # a single-process run stopped at step 3, to be resumed on 2 processes
+        worker.train(scorer, task, tmp / "resume", hook=Interrupt())
+    proc = torchrun(HERE / "distributed_worker.py", tiny_model_dirs["causal"], TINY_REVIEWS / "task.toml", tmp / "out",
+                    tmp / "resume")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads((tmp / "out" / "result.json").read_text())
+    return got, (lm, task, scorer, tmp)
+
+
+def test_two_process_training_gives_the_single_process_vectors(two_processes):
+    got, (lm, task, scorer, tmp) = two_processes
+    alone = worker.train(scorer, task, tmp / "alone")
+    assert got["world"] == 2
+    assert torch.allclose(torch.tensor(got["values"]), alone.values["p0"], atol=1e-5, rtol=0)
+    assert got["losses"] == pytest.approx([h["loss"] for h in alone.history if "loss" in h], abs=1e-5)
+    assert got["best"] == pytest.approx(alone.best_metrics, abs=1e-6)
+    # the vectors did move: equality is not the initialisation's
+    assert not torch.allclose(alone.values["p0"], worker.initial(lm)()["p0"], atol=1e-3)
+
+
+def test_checkpoint_written_alone_resumes_on_two_processes_to_the_uninterrupted_result(two_processes):
+    got, (lm, task, scorer, tmp) = two_processes
+    alone = worker.train(scorer, task, tmp / "alone2")
+    assert got["resumed_from"] == 2
+    assert torch.allclose(torch.tensor(got["resumed_values"]), alone.values["p0"], atol=1e-5, rtol=0)
+
+
+def test_sharded_evaluation_and_candidate_losses_equal_the_single_process_ones(two_processes):
+    got, (lm, task, scorer, tmp) = two_processes
+    alone = worker.evaluate(scorer, task)
+    assert got["eval"] == alone.metrics
+    assert len(got["predictions"]) == 11
+    assert [r["inputs"] for r in got["predictions"]] == [r["inputs"] for r in alone.predictions]
+    for a, b in zip(got["predictions"], alone.predictions):
+        assert a["prediction"] == b["prediction"] and a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+    assert got["candidates"] == pytest.approx(worker.candidate_losses(scorer, task).tolist(), abs=1e-5)
