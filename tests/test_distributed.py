@@ -81,3 +81,38 @@ def test_sharded_evaluation_and_candidate_losses_equal_the_single_process_ones(t
     for a, b in zip(got["predictions"], alone.predictions):
         assert a["prediction"] == b["prediction"] and a["scores"] == pytest.approx(b["scores"], abs=1e-5)
     assert got["candidates"] == pytest.approx(worker.candidate_losses(scorer, task).tolist(), abs=1e-5)
+
+
+def starts(out: Path) -> list[tuple[int, str, int]]:
+    return [(int(r), d, int(x)) for r, d, x in (line.split() for line in (out / "starts.log").read_text().splitlines())]
+
+
+def test_two_process_suite_killed_with_sigkill_then_relaunched_finishes_every_run_once(tiny_model_dirs, tmp_path):
+    _gloo_or_skip()
+    out = tmp_path / "board"
+    out.mkdir()
+    args = (HERE / "suite_worker.py", tiny_model_dirs["causal"], TINY_REVIEWS / "task.toml", out)
+    killed = torchrun(*args, "kill")
+    assert killed.returncode != 0  # rank 1 died by SIGKILL; torchrun stopped rank 0 too
+    first = starts(out)
+    assert (1, "seed1", 0) in first  # the run rank 1 was killed in
+    assert {r for r, _, _ in first} == {0, 1}  # both processes had work: runs were shared out
+    runs = {f"seed{k}": next(out.glob(f"*/tiny-reviews/soft/seed{k}")) for k in range(3)}
+    finished_first = {r for r, d in runs.items() if (d / "result.json").exists()}
+    assert "seed0" in finished_first and "seed1" not in finished_first
+    again = torchrun(*args, "finish")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert all((d / "result.json").exists() for d in runs.values())
+    log = starts(out)
+    second = log[len(first):]
+    # the killed run resumed from its checkpoint; nothing finished before ran again; nothing ran twice in a launch
+    assert (1, "seed1", 1) in second
+    assert not finished_first & {d for _, d, _ in second}
+    assert len({d for _, d, _ in second}) == len(second)
+    started_by = {}
+    for r, d, _ in log:
+        started_by.setdefault(d, set()).add(r)
+    assert all(len(v) == 1 for v in started_by.values()), started_by
+    suite = json.loads((out / "suite.json").read_text())
+    assert sorted((e["seed"], e["status"]) for e in suite["entries"]) == [(0, "ok"), (1, "ok"), (2, "ok")]
+    assert (out / "report.md").exists()

@@ -123,15 +123,28 @@ def all_reduce_grads(parameters: list[torch.nn.Parameter]) -> None:
         offset += p.numel()
 
 
-def gather(obj) -> list:
-    """Every process's ``obj`` (picklable), in rank order; ``[obj]`` alone."""
-    if world_size() == 1:
-        return [obj]
+def gather(obj, group=None) -> list:
+    """Every process's ``obj`` (picklable), in rank order; ``[obj]`` alone. ``group``: from :func:`patient_group`."""
     import torch.distributed as dist
 
-    out: list = [None] * world_size()
-    dist.all_gather_object(out, obj)
+    if group is None and world_size() == 1:
+        return [obj]
+    out: list = [None] * dist.get_world_size(group)
+    dist.all_gather_object(out, obj, group=group)
     return out
+
+
+def patient_group(days: float = 30):
+    """A gloo group over the whole launch whose collectives wait up to ``days`` (the default group gives up after
+    minutes): for meeting again after independent work of any length, e.g. the leaderboard's runs. Every process
+    of the launch must call it; None without a launch."""
+    import datetime
+
+    import torch.distributed as dist
+
+    if not init():
+        return None
+    return dist.new_group(backend="gloo", timeout=datetime.timedelta(days=days))
 
 
 def barrier() -> None:

@@ -7,6 +7,11 @@
 Runs go to ``OUTPUT/<model>/<task>/<method>/seed<k>`` through :func:`promptopt.pipeline.runner.run`, so each is a normal run
 directory. A run whose ``result.json`` exists is skipped when the suite is run again; a failing run is recorded
 (``error.json``) and the suite goes on. Each model is loaded once. Methods default to every registered method.
+
+Under a launcher (``torchrun --nproc_per_node N`` / ``accelerate launch``), the N processes share out whole runs:
+combination ``i`` (in the suite's order) goes to process ``i mod N``, which runs it alone on its own device (one
+run per device at a time; CUDA device ``LOCAL_RANK``). A re-launch, with any N, skips finished runs and resumes
+interrupted ones, as in one process. Process 0 writes ``suite.json`` and the reports once every process is done.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Callable
 from promptopt.pipeline import config as cfg
 from promptopt.pipeline.runner import RunOptions
 from promptopt.pipeline.runner import run as api_run
+from promptopt.engine import distributed
 from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.interpret.inspection import INSPECT_FILE, inspect_run
@@ -235,6 +241,37 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
     dtype and model kind); it is called at most once per model, and only if that model has work to do.
     ``on_event(entry, index, total)`` is called after each combination.
     """
+    rank, world = distributed.launch_rank()
+    if world > 1:
+        return _run_suite_shared(config, pm, on_event, load, rank, world)
+    return _run_suite(config, pm, on_event, load)
+
+
+def _run_suite_shared(config, pm, on_event, load, rank: int, world: int) -> SuiteResult:
+    """One of ``world`` launched processes: its share of the runs, alone; then process 0 writes the reports."""
+    group = distributed.patient_group()  # runs take hours: the default group's timeout would end the wait
+    run_opts = config.run
+    device = distributed.device()
+    if load is None and device is not None and run_opts.device in (None, "auto", "cuda"):
+        load = lambda name: load_model(name, device=str(device), dtype=run_opts.dtype, kind=run_opts.model_kind)  # noqa: E731
+    with distributed.local():
+        result = _run_suite(config, pm, on_event, load, share=(rank, world), report=False)
+    parts = distributed.gather(result.entries, group=group)
+    entries = [e for part in parts for e in part]
+    if rank != 0:
+        return SuiteResult(entries, result.board, {})
+    with distributed.local():
+        pm = pm or get_plugin_manager()
+        methods = resolve_methods(config.methods, pm)
+        tasks = [get_task(t, pm) for t in config.tasks]
+        root = Path(config.output)
+        meta = _write_suite(root, config, methods, tasks, entries)
+        board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
+        return SuiteResult(entries, board, write_reports(board, root))
+
+
+def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] = (0, 1),
+               report: bool = True) -> SuiteResult:  # fmt: skip
     pm = pm or get_plugin_manager()
     methods = resolve_methods(config.methods, pm)
     per_method = split_method_options(config.method_options, methods, pm)
@@ -248,12 +285,16 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
     combos = [(model, task, method, seed) for model in config.models for task in tasks for method in methods
               for seed in config.seeds]  # fmt: skip
     entries: list[SuiteEntry] = []
+    index = -1
     for model in config.models:
         label = model_label(model)
         loaded = _ModelSlot(model, load)
         for task in tasks:
             for method in methods:
                 for seed in config.seeds:
+                    index += 1
+                    if index % share[1] != share[0]:
+                        continue  # another process's run
                     out = suite_run_dir(root, label, task.name, method, seed)
                     entry = SuiteEntry(label, task.name, method, seed, str(out))
                     if (out / "result.json").exists():
@@ -269,6 +310,8 @@ def run_suite(config: SuiteConfig, pm=None, on_event: Callable[[SuiteEntry, int,
                     if on_event:
                         on_event(entry, len(entries), len(combos))
         loaded.release()
+    if not report:
+        return SuiteResult(entries, Leaderboard(title=config.title, rows=[], runs=[]), {})
     if config.inspect:
         _inspect_collected(config.collect, load, run_opts, pm)
     meta = _write_suite(root, config, methods, tasks, entries)
