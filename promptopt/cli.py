@@ -78,6 +78,11 @@ def _load_templates(template, templates_file):
 @click.option("--device", default=None, help="cuda, mps or cpu (default: best available).")
 @click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32).")
 @click.option("--padding-side", type=click.Choice(["left", "right"]), default=None)
+@click.option("--device-map", type=click.Choice(["auto", "balanced", "sequential"]), default=None,
+              help="Spread a large model over the GPUs (then CPU) with Accelerate's big-model loading.")
+@click.option("--quantize", type=click.Choice(["8bit", "4bit"]), default=None,
+              help="Load the frozen model quantized by bitsandbytes (CUDA only; pip install bitsandbytes).")
+@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in the backward pass (less memory).")
 @click.option("--label-search", is_flag=True,
               help="Search label words on the train split (AutoPrompt's label search); any method scores with them.")
 @click.option("--label-k", type=int, default=3, show_default=True, help="Label words per class found by --label-search.")
@@ -88,8 +93,8 @@ def _load_templates(template, templates_file):
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @_train_options
 def run(method, task, model, model_kind, seed, output, max_train, shots, max_eval, select_split, eval_split, template,
-        templates_file, options, batch_size, device, dtype, padding_side, label_search, label_k, label_candidates,
-        resume, overwrite, no_progress, **train):  # fmt: skip
+        templates_file, options, batch_size, device, dtype, padding_side, device_map, quantize, gradient_checkpointing,
+        label_search, label_k, label_candidates, resume, overwrite, no_progress, **train):  # fmt: skip
     """Optimise a prompt for a task with one method, score it, and write a run directory."""
     from promptopt.pipeline.runner import RunOptions
     from promptopt.pipeline.runner import run as api_run
@@ -98,7 +103,8 @@ def run(method, task, model, model_kind, seed, output, max_train, shots, max_eva
         method=method, task=task, model=model, model_kind=model_kind, seed=seed, output=output, max_train=max_train,
         shots=shots, max_eval=max_eval, select_split=select_split, eval_split=eval_split,
         templates=_load_templates(template, templates_file), batch_size=batch_size, device=device, dtype=dtype,
-        padding_side=padding_side, method_options=cfg.parse_pairs(options),
+        padding_side=padding_side, device_map=device_map, quantize=quantize,
+        gradient_checkpointing=gradient_checkpointing, method_options=cfg.parse_pairs(options),
         train={k[len("train_"):]: v for k, v in train.items() if v is not None}, label_search=label_search,
         label_k=label_k, label_candidates=label_candidates, resume=resume, overwrite=overwrite, progress=not no_progress,
     )  # fmt: skip

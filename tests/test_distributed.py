@@ -116,3 +116,70 @@ def test_two_process_suite_killed_with_sigkill_then_relaunched_finishes_every_ru
     suite = json.loads((out / "suite.json").read_text())
     assert sorted((e["seed"], e["status"]) for e in suite["entries"]) == [(0, "ok"), (1, "ok"), (2, "ok")]
     assert (out / "report.md").exists()
+
+
+# -- large models: --device-map, --quantize, gradient checkpointing --------------------------------------------
+
+
+def test_gradient_checkpointing_recomputes_layers_and_keeps_loss_and_gradient(tiny_model_dirs, tiny_lms, reviews_task):
+    from promptopt.data.prompt import Prompt
+    from promptopt.engine import Scorer, load_model
+
+    checkpointed = load_model(str(tiny_model_dirs["causal"]), device="cpu", dtype="float32", gradient_checkpointing=True)
+    assert checkpointed.gradient_checkpointing and not checkpointed.model.training
+    calls = []
+    layer = checkpointed.model.model.layers[0]
+    layer.input_layernorm.register_forward_pre_hook(lambda *a: calls.append(1))  # first thing a (re)run does
+    prompt = Prompt.from_template("[P*3]Review: {text}\nSentiment:{answer}")
+    examples = reviews_task.load_split("train")[:6]
+    results = []
+    for lm in (tiny_lms["causal"], checkpointed):
+        vectors = torch.randn(3, lm.hidden_size, generator=torch.Generator().manual_seed(0)).requires_grad_()
+        scorer = Scorer(lm, reviews_task)
+        calls.clear()
+        loss = scorer.loss(prompt, examples, vectors={"p0": vectors})
+        forward = len(calls)
+        loss.backward()
+        results.append((loss.detach(), vectors.grad))
+    assert forward >= 1 and len(calls) == 2 * forward  # each forward of the layer runs again in the backward pass
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-6, rtol=0)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-6, rtol=0)
+
+
+def test_device_map_auto_loads_through_accelerate_and_scores_the_same(tiny_model_dirs, tiny_lms, reviews_task,
+                                                                     monkeypatch):  # fmt: skip
+    from transformers import AutoModelForCausalLM
+
+    from promptopt.data.prompt import Prompt
+    from promptopt.engine import Scorer, load_model
+
+    seen = []
+    original = AutoModelForCausalLM.from_pretrained.__func__
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: seen.append(k.get("device_map")) or original(cls, *a, **k)))
+    placed = load_model(str(tiny_model_dirs["causal"]), device="cpu", dtype="float32", device_map="auto")
+    assert seen == ["auto"]
+    prompt = Prompt.from_template("Review: {text}\nSentiment:{answer}")
+    examples = reviews_task.load_split("dev")[:6]
+    ours, plain = (Scorer(lm, reviews_task).evaluate(prompt, examples) for lm in (placed, tiny_lms["causal"]))
+    assert [r["scores"] for r in ours.predictions] == [r["scores"] for r in plain.predictions]
+
+
+def test_quantize_and_device_map_give_one_clear_error_where_they_cannot_work(tiny_model_dirs, monkeypatch):
+    import importlib.util
+
+    from promptopt.engine import load_model
+    from promptopt.errors import PromptoptError
+
+    path = str(tiny_model_dirs["causal"])
+    with pytest.raises(PromptoptError, match="--quantize '3bit' is not one of"):
+        load_model(path, device="cpu", quantize="3bit")
+    with pytest.raises(PromptoptError, match="--device-map 'everywhere' is not one of auto"):
+        load_model(path, device="cpu", device_map="everywhere")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    with pytest.raises(PromptoptError, match="needs bitsandbytes, which is not installed: pip install bitsandbytes"):
+        load_model(path, device="cpu", quantize="8bit")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes" else real(name, *a))
+    with pytest.raises(PromptoptError, match="needs a CUDA GPU"):
+        load_model(path, device="cpu", quantize="4bit")

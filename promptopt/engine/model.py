@@ -40,6 +40,8 @@ class LoadedModel:
     name: str
     device: torch.device
     dtype: torch.dtype
+    #: layers recompute their activations in the backward pass (:func:`enable_gradient_checkpointing`)
+    gradient_checkpointing: bool = False
 
     @property
     def embeddings(self) -> torch.nn.Embedding:
@@ -68,10 +70,13 @@ def cache_dir() -> Path:
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    if device and device != "auto":
+    """The named device, else CUDA, MPS, CPU; under a launcher, plain ``cuda`` is this process's GPU."""
+    from promptopt.engine import distributed
+
+    if device and device not in ("auto", "cuda"):
         return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
+    if device == "cuda" or torch.cuda.is_available():
+        return distributed.device() or torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -144,38 +149,107 @@ def detect_kind(config) -> ModelKind:
     raise PromptoptError(f"{type(config).__name__}: neither a causal nor a masked LM; pass --model-kind")
 
 
+QUANTIZE = ("8bit", "4bit")
+
+
 def load_model(
     name: str | None = None,
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
     kind: str | ModelKind | None = None,
+    device_map: str | None = None,
+    quantize: str | None = None,
+    gradient_checkpointing: bool = False,
 ) -> LoadedModel:
-    """Load and freeze a model. ``name`` is a Hub id, a local directory, or None for the embedded default."""
+    """Load and freeze a model. ``name`` is a Hub id, a local directory, or None for the embedded default.
+
+    ``device_map="auto"`` spreads the layers over the GPUs (then CPU memory) with Accelerate's big-model loading;
+    ``quantize`` (``"8bit"`` or ``"4bit"``) loads the weights quantized by bitsandbytes (a CUDA GPU and
+    ``pip install bitsandbytes``); ``gradient_checkpointing`` see :func:`enable_gradient_checkpointing`.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     display = name or DEFAULT_MODEL
-    path = str(default_model_dir()) if name in (None, DEFAULT_MODEL) else name
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    extra = _placement(dev, dt, device_map, quantize)
+    path = str(default_model_dir()) if name in (None, DEFAULT_MODEL) else name
     try:
         config = AutoConfig.from_pretrained(path)
     except OSError as e:
         raise PromptoptError(f"cannot load model {display!r}: {e}") from None
     mk = ModelKind(kind) if kind else detect_kind(config)
     auto = AutoModelForCausalLM if mk == ModelKind.CAUSAL else AutoModelForMaskedLM
-    model = auto.from_pretrained(path, dtype=dt)
+    model = auto.from_pretrained(path, dtype=dt, **extra)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if mk == ModelKind.MASKED and tokenizer.mask_token_id is None:
         raise PromptoptError(f"{display}: a masked LM needs a tokenizer with a mask token")
-    return freeze(LoadedModel(model, tokenizer, mk, display, dev, dt))
+    if extra:  # placed by Accelerate: inputs go where the input embeddings are
+        dev = model.get_input_embeddings().weight.device
+    lm = freeze(LoadedModel(model, tokenizer, mk, display, dev, dt))
+    return enable_gradient_checkpointing(lm) if gradient_checkpointing else lm
+
+
+def _placement(dev: torch.device, dt: torch.dtype, device_map: str | None, quantize: str | None) -> dict:
+    """``from_pretrained`` arguments for ``--device-map`` and ``--quantize``; a clear error where they cannot work."""
+    out: dict = {}
+    if device_map is not None:
+        if device_map not in ("auto", "balanced", "sequential"):
+            raise PromptoptError(f"--device-map {device_map!r} is not one of auto, balanced, sequential")
+        out["device_map"] = device_map
+    if quantize is None:
+        return out
+    if quantize not in QUANTIZE:
+        raise PromptoptError(f"--quantize {quantize!r} is not one of {list(QUANTIZE)}")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise PromptoptError(f"--quantize {quantize} needs bitsandbytes, which is not installed: pip install bitsandbytes")
+    if dev.type != "cuda":
+        raise PromptoptError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes); this run is on {dev.type}")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        out["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        out["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dt,
+                                                        bnb_4bit_quant_type="nf4")  # fmt: skip
+    out.setdefault("device_map", {"": dev.index or 0})
+    return out
 
 
 def freeze(lm: LoadedModel) -> LoadedModel:
-    """Move to the device, evaluation mode, no gradients for any model weight."""
-    lm.model.to(lm.device)
+    """Move to the device (unless Accelerate placed it), evaluation mode, no gradients for any model weight."""
+    if getattr(lm.model, "hf_device_map", None) is None:
+        lm.model.to(lm.device)
     lm.model.eval()
     for p in lm.model.parameters():
         p.requires_grad_(False)
+    return lm
+
+
+def enable_gradient_checkpointing(lm: LoadedModel) -> LoadedModel:
+    """Recompute each layer's activations in the backward pass instead of keeping them: trainable vectors on long inputs
+    trains in less memory, for about one more forward pass per step. Results are unchanged (tested).
+
+    transformers checkpoints a layer only while that layer is in training mode; the model stays in evaluation mode
+    (no dropout) and only the layers' own flag is set. A checkpointed layer cannot write a key/value cache, so the
+    scorer then runs inputs whole instead of sharing a prompt prefix's keys/values while gradients are on.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    model = lm.model
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise PromptoptError(f"{lm.name}: this architecture does not support gradient checkpointing in transformers")
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 (the older name goes in v6)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.eval()
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not layers:
+        raise PromptoptError(f"{lm.name}: no checkpointable layer found (transformers' GradientCheckpointingLayer)")
+    for layer in layers:
+        layer.training = True  # the flag transformers checks; the layer's submodules (dropout) stay in eval mode
+    lm.gradient_checkpointing = True
     return lm

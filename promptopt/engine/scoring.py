@@ -154,6 +154,10 @@ class Scorer:
             kwargs["use_cache"] = True
         return self.facts.base(**kwargs)
 
+    def _no_cache(self) -> bool:
+        """Whether the layers cannot write a key/value cache now: checkpointed layers with gradients on."""
+        return self.lm.gradient_checkpointing and torch.is_grad_enabled()
+
     def _logits_at(self, encs: list[Encoded], table) -> torch.Tensor:
         """Vocabulary logits (float32) at each example's read positions: ``(B, R, V)``."""
         facts = self.facts
@@ -164,7 +168,7 @@ class Scorer:
                                    position_ids=batch.position_ids).logits  # fmt: skip
             return _gather(logits, batch.read).float()
         shared = min(e.shared for e in encs)
-        if self.share_prefix and facts.share_ok and shared >= MIN_SHARED_PREFIX and len(encs) > 1:
+        if self.share_prefix and facts.share_ok and shared >= MIN_SHARED_PREFIX and len(encs) > 1 and not self._no_cache():
             hidden = self._hidden_shared(encs, table, shared)
         else:
             hidden = self._hidden_plain(encs, table)
@@ -341,7 +345,7 @@ class Scorer:
         if needs_grad:  # what comes before the first vector does not depend on it: no graph there
             splits = [min([s, *(p for e in g for p, _ in e.vectors)]) for s, g in zip(splits, groups)]
         facts = self.facts
-        usable = self.lm.kind == ModelKind.CAUSAL and facts.head is not None and facts.share_ok
+        usable = self.lm.kind == ModelKind.CAUSAL and facts.head is not None and facts.share_ok and not self._no_cache()
         if not usable or min(splits) < 1 or (len(encs) == n_examples and not needs_grad):
             everyone = _common_prefix(encs)  # a prefix shared by the whole batch is still computed once
             return self._logits_at([replace(e, shared=min(e.shared, everyone)) for e in encs], table)

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from promptopt.pipeline import config as cfg
+from promptopt.engine import distributed
 from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from promptopt.engine.scoring import Scorer
 from promptopt.engine.train import TrainConfig
@@ -59,6 +60,9 @@ class RunOptions:
     device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on GPU)"})
     padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)"})
+    device_map: str | None = field(default=None, metadata={"help": "auto, balanced or sequential: spread the model over devices (Accelerate)"})
+    quantize: str | None = field(default=None, metadata={"help": "8bit or 4bit: load the frozen model quantized by bitsandbytes (CUDA)"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass (less memory for long inputs)"})
     method_options: dict = field(default_factory=dict, metadata={"help": "method config values (-o KEY=VALUE)"})
     train: dict = field(default_factory=dict, metadata={"help": "training loop options"})
     label_search: bool = field(default=False, metadata={"help": "search label words on the training split (AutoPrompt's label search) and give them to the method and the evaluation"})
@@ -167,7 +171,9 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
     data, described = prepare_data(task, opts, optimizer_cls.needs_training_data or opts.label_search)
-    lm = lm or load_model(opts.model, device=opts.device, dtype=opts.dtype, kind=opts.model_kind)
+    lm = lm or load_model(opts.model, device=opts.device, dtype=opts.dtype, kind=opts.model_kind,
+                          device_map=opts.device_map, quantize=opts.quantize,
+                          gradient_checkpointing=opts.gradient_checkpointing)  # fmt: skip
     scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
     templates = list(opts.templates) or list(task.templates)
     label_search = None
@@ -185,6 +191,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "model_kind": lm.kind.value,
         "device": str(lm.device),
         "dtype": str(lm.dtype).replace("torch.", ""),
+        "processes": distributed.world_size(),  # data parallel: same global batch, same result up to float sums
         "seed": opts.seed,
         "data": described,
         "templates": templates,
