@@ -10,10 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import platform
 import random
-import resource
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,12 +22,12 @@ from promptopt.pipeline import config as cfg
 from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from promptopt.engine.scoring import Scorer
 from promptopt.engine.train import TrainConfig
-from promptopt.errors import ConfigError, PromptoptError
+from promptopt.errors import ConfigError
 from promptopt.data.files import write_json, write_jsonl
 from promptopt.pipeline.methods import OptimizeResult, RunContext
 from promptopt.plugins import get_optimizer, get_plugin_manager, get_task
 from promptopt.data.prompt import Prompt
-from promptopt.pipeline.results import RunResult
+from promptopt.pipeline.results import RunResult, environment, peak_memory_mb, prepare_output
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
 from promptopt.pipeline.verbalizer import fit_examples, keep_better, search_label_words, text_prompt
 
@@ -135,12 +132,6 @@ def default_output(opts: RunOptions) -> Path:
     return Path("runs") / f"{task}-{opts.method}-s{opts.seed}"
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
-
-
 def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, **kwargs) -> RunResult:
     """Run one method on one task and write the run directory. Keyword arguments set :class:`RunOptions` fields.
 
@@ -154,15 +145,8 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     task = get_task(opts.task, pm)
     if opts.label_search:
         _check_label_search(task, opts)
-    out = Path(opts.output) if opts.output else default_output(opts)
-    if (out / "result.json").exists() and not opts.resume:
-        if not opts.overwrite:
-            raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("history.jsonl",) if not opts.resume else ():
-        if (out / stale).exists():
-            (out / stale).unlink()
+    out = prepare_output(Path(opts.output) if opts.output else default_output(opts), "result.json", opts.overwrite,
+                         opts.resume)  # fmt: skip
 
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
@@ -181,18 +165,13 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "method_config": cfg.to_dict(method_config),
         "task": task.name,
         "task_spec": str(task.path) if task.path else None,
-        "model": lm.name,
-        "model_kind": lm.kind.value,
-        "device": str(lm.device),
-        "dtype": str(lm.dtype).replace("torch.", ""),
         "seed": opts.seed,
         "data": described,
         "templates": templates,
         "train": cfg.to_dict(train_config),
         "batch_size": opts.batch_size,
         "padding_side": scorer.side,
-        "versions": {"torch": torch.__version__, "python": platform.python_version(), **_versions()},
-        "machine": platform.platform(),
+        **environment(lm),
     }
     if label_search is not None:
         resolved["label_words"] = label_search["label_words"]
@@ -226,7 +205,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         result.trainable_parameters = found.trainable_parameters
         result.eval_seconds = evaluation.seconds
         result.eval_examples_per_second = evaluation.examples_per_second
-        result.peak_memory_mb = _peak_memory_mb(lm.device)
+        result.peak_memory_mb = peak_memory_mb(lm.device)
         write_json(out / "metrics.json", {"eval": evaluation.metrics, "select": found.select_metrics})
         write_jsonl(out / "predictions.jsonl", ({"split": "eval", **row} for row in evaluation.predictions))
     except Exception as e:
@@ -279,12 +258,6 @@ def _logged_label_search(out: Path, resume: bool) -> bool:
     """Whether a resumed run's history already holds the label-search record (it is written once)."""
     history = out / "history.jsonl"
     return resume and history.exists() and '"label_search"' in history.read_text(encoding="utf-8")
-
-
-def _versions() -> dict:
-    import transformers
-
-    return {"transformers": transformers.__version__}
 
 
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
