@@ -14,7 +14,7 @@ class TemplateError(PromptoptError):
         self.template = template
         self.position = position
         where = f" at character {position}" if position is not None else ""
-        super().__init__(f"bad template{where}: {message}\n  template: {template!r}")
+        super().__init__(f"bad template{where}: {message} (template: {template!r})")
 
 
 class DataError(PromptoptError):

@@ -157,6 +157,9 @@ def load_model(
     path = str(default_model_dir()) if name in (None, DEFAULT_MODEL) else name
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
+    if _looks_like_path(path) and not Path(path).expanduser().is_dir():
+        what = "a file, not a model directory" if Path(path).expanduser().exists() else "no such local directory"
+        raise PromptoptError(f"cannot load model {display!r}: {what}, and not a Hub id (namespace/name)")
     try:
         config = AutoConfig.from_pretrained(path)
     except OSError as e:
@@ -170,6 +173,11 @@ def load_model(
     if mk == ModelKind.MASKED and tokenizer.mask_token_id is None:
         raise PromptoptError(f"{display}: a masked LM needs a tokenizer with a mask token")
     return freeze(LoadedModel(model, tokenizer, mk, display, dev, dt))
+
+
+def _looks_like_path(name: str) -> bool:
+    """A Hub id is ``name`` or ``namespace/name``; anything absolute, relative-dotted, ``~``-ed or deeper is a path."""
+    return name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1 or Path(name).exists()
 
 
 def freeze(lm: LoadedModel) -> LoadedModel:

@@ -138,6 +138,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     ``lm`` reuses an already loaded model (the leaderboard loads each model once).
     """
     opts = dataclasses.replace(opts or RunOptions(), **kwargs)
+    _check_counts(opts)
     pm = pm or get_plugin_manager()
     optimizer_cls = get_optimizer(opts.method, pm)
     method_config = cfg.build(optimizer_cls.config_class, opts.method_options)
@@ -145,8 +146,9 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     task = get_task(opts.task, pm)
     if opts.label_search:
         _check_label_search(task, opts)
-    out = prepare_output(Path(opts.output) if opts.output else default_output(opts), "result.json", opts.overwrite,
-                         opts.resume)  # fmt: skip
+    out = Path(opts.output) if opts.output else default_output(opts)
+    _check_output(out)
+    out = prepare_output(out, "result.json", opts.overwrite, opts.resume)
 
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
@@ -219,6 +221,31 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     return result
 
 
+def _check_counts(opts: RunOptions) -> None:
+    for name in ("max_train", "shots", "max_eval"):
+        value = getattr(opts, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 0, got {value!r}")
+    if opts.batch_size < 1:
+        raise ConfigError(f"--eval-batch-size must be >= 1, got {opts.batch_size}")
+
+
+def _check_output(out: Path) -> None:
+    """The run directory must be a directory this process can write, before any work is done."""
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{out}: output path {parent} is a file, not a directory (pass --output DIR)")
+        if parent.exists():
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot write the run directory ({e.strerror})") from None
+
+
 def _check_label_search(task: TaskSpec, opts: RunOptions) -> None:
     if task.kind != TaskKind.CLASSIFICATION:
         raise ConfigError(f"--label-search needs a classification task; task {task.name!r} is {task.kind.value} "
@@ -260,6 +287,21 @@ def _logged_label_search(out: Path, resume: bool) -> bool:
     return resume and history.exists() and '"label_search"' in history.read_text(encoding="utf-8")
 
 
+def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where) -> None:
+    """A saved prompt for another model fails with one line: soft vectors of another width, token ids past the
+    vocabulary."""
+    made_for = prompt.meta.get("model")
+    for name, value in prompt.vectors.items():
+        if value.shape[-1] != lm.hidden_size:
+            raise PromptoptError(f"{where}: soft segment {name!r} has width {value.shape[-1]} but model {lm.name!r} has "
+                                 f"hidden size {lm.hidden_size} (the prompt was made for {made_for!r})")  # fmt: skip
+    for seg in prompt.segments:
+        ids = getattr(seg, "ids", None)
+        if ids is not None and any(int(i) >= lm.vocab_size or int(i) < 0 for i in ids):
+            raise PromptoptError(f"{where}: token segment {seg.name!r} holds ids outside the vocabulary of {lm.name!r} "
+                                 f"({lm.vocab_size} tokens; the prompt was made for {made_for!r})")  # fmt: skip
+
+
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
                     max_eval: int | None = None, seed: int = 0, batch_size: int = 16, lm: LoadedModel | None = None,
                     device: str | None = None, progress: bool = True):  # fmt: skip
@@ -268,6 +310,7 @@ def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev"
     spec = get_task(task)
     prompt.check_fields(spec.inputs)
     lm = lm or load_model(model or prompt.meta.get("model"), device=device)
+    check_prompt_fits(prompt, lm, prompt_dir)
     examples = sample(spec.load_split(split), max_eval, seed, "eval")
     return Scorer(lm, spec, batch_size=batch_size).evaluate(prompt, examples, progress=split if progress else False)
 
