@@ -40,13 +40,27 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from promptopt import hookimpl
-from promptopt.pipeline.config import to_dict
-from promptopt.errors import ConfigError, PromptoptError
-from promptopt.data.files import read_json, write_json
-from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.data.prompt import Prompt, Segment, SegmentKind, decode_escapes
-from promptopt.data.tasks import Example, TaskKind
-from promptopt.pipeline.verbalizer import allowed_tokens, fit_examples, keep_better, search_label_words
+from promptopt.sdk import config as cfg_dict
+from promptopt.sdk import (
+    ConfigError,
+    Example,
+    OptimizeResult,
+    Prompt,
+    PromptOptimizer,
+    PromptoptError,
+    RunContext,
+    Segment,
+    SegmentKind,
+    TaskKind,
+    allowed_tokens,
+    decode_escapes,
+    enum_value,
+    fit_examples,
+    keep_better,
+    read_json,
+    search_label_words,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +94,7 @@ class AutoPromptConfig:
     checkpoint_every: int = field(default=1, metadata={"help": "write the resumable search state every N iterations (0 = off)"})
 
     def __post_init__(self):
-        try:
-            self.position = PositionChoice(self.position)
-        except ValueError:
-            allowed = [c.value for c in PositionChoice]
-            raise ConfigError(f"AutoPromptConfig.position is {self.position!r}; allowed: {allowed}") from None
+        self.position = enum_value(PositionChoice, self.position, "AutoPromptConfig.position")
         if self.iterations is not None and self.iterations < 0:
             raise ConfigError(f"AutoPromptConfig.iterations must be >= 0 (or unset for --steps), got {self.iterations}")
         for name in ("candidates", "rows_per_forward", "label_k"):
@@ -129,7 +139,7 @@ class AutoPromptOptimizer(PromptOptimizer):
         iterations = cfg.iterations if cfg.iterations is not None else tc.steps
         batch_size, accumulation = cfg.batch_size or tc.batch_size, cfg.accumulation or tc.grad_accum
         checkpoint = run.output_dir / "checkpoint" / CHECKPOINT_FILE
-        fingerprint = {"config": {k: v for k, v in to_dict(cfg).items() if k not in _SCHEDULE_FREE},
+        fingerprint = {"config": {k: v for k, v in cfg_dict.to_dict(cfg).items() if k not in _SCHEDULE_FREE},
                        "iterations": iterations, "batch_size": batch_size, "accumulation": accumulation,
                        "seed": run.seed, "template": prompt.text(), "train_examples": len(train)}  # fmt: skip
         saved = _load_checkpoint(checkpoint, fingerprint) if run.resume and checkpoint.exists() else None

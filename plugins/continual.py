@@ -1,7 +1,7 @@
 """Continual prompt learning: tasks arrive in order, one frozen model, and an accuracy matrix of what is kept.
 
 ``promptopt continual --tasks a,b,c --strategy progressive|sequential`` (:func:`run_continual`). Each task keeps its
-own template (:mod:`promptopt_plugins.taskset`); the strategies differ in the soft vectors in front of it:
+own template (:mod:`promptopt.pipeline.taskset`); the strategies differ in the soft vectors in front of it:
 
 * ``progressive`` (Progressive Prompts, Razdaibiedina et al. 2023): task ``i`` gets a new segment ``s_i`` of
   ``n_tokens`` vectors; the earlier segments are frozen (kept as buffers, never given to the optimizer) and the
@@ -49,18 +49,24 @@ from types import SimpleNamespace
 
 import torch
 
-from promptopt.pipeline import config as cfg
+from promptopt.sdk import config as cfg
 from promptopt import hookimpl
-from promptopt.engine.train import PromptVectors, TrainConfig, fit
-from promptopt.errors import ConfigError
-from promptopt.data.files import write_json, write_jsonl
-from promptopt.plugins import get_plugin_manager
-from promptopt.data.prompt import Prompt
-from promptopt_plugins.soft import SoftPromptInit, initial_rows
-from promptopt_plugins.taskset import (
+from promptopt.sdk import (
+    ConfigError,
+    Prompt,
+    PromptVectors,
+    SoftPromptInit,
+    TrainConfig,
+    fit,
+    get_plugin_manager,
+    initial_rows,
+    write_json,
+    write_jsonl,
+)
+from promptopt.sdk import (
     TaskData,
     TaskSetOptions,
-    choice,
+    enum_value,
     load_lm,
     load_taskset,
     options_from_cli,
@@ -97,9 +103,9 @@ class ContinualConfig:
 
     def __post_init__(self):
         name = "ContinualConfig"
-        self.strategy = choice(Strategy, self.strategy, f"{name}.strategy")
-        self.progressive_eval = choice(ProgressiveEval, self.progressive_eval, f"{name}.progressive_eval")
-        self.init = choice(SoftPromptInit, self.init, f"{name}.init")
+        self.strategy = enum_value(Strategy, self.strategy, f"{name}.strategy")
+        self.progressive_eval = enum_value(ProgressiveEval, self.progressive_eval, f"{name}.progressive_eval")
+        self.init = enum_value(SoftPromptInit, self.init, f"{name}.init")
         if self.init == SoftPromptInit.PROMPT:
             raise ConfigError(f"{name}.init cannot be 'prompt'; one of ['random', 'vocab', 'text', 'labels']")
         if self.init == SoftPromptInit.TEXT and not self.init_text:
@@ -209,7 +215,7 @@ class ContinualResult:
 
 def run_continual(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs) -> ContinualResult:
     """Learn ``opts.tasks`` in order by ``strategy`` and write the run directory (see the module docstring).
-    Keyword arguments set :class:`~promptopt_plugins.taskset.TaskSetOptions` fields."""
+    Keyword arguments set :class:`~promptopt.pipeline.taskset.TaskSetOptions` fields."""
     opts = dataclasses.replace(opts or TaskSetOptions(tasks=kwargs.get("tasks", [])), **kwargs)
     config = cfg.build(ContinualConfig, opts.method_options)
     train_config = cfg.build(TrainConfig, opts.train)
@@ -332,7 +338,7 @@ def register_commands(cli):
         average accuracy, backward and forward transfer to RUN/continual.json ('promptopt report RUN' shows it).
 
         Method options (-o KEY=VALUE): n_tokens, progressive_eval=own|all, init, init_text, init_range, vocab_top."""
-        from promptopt.report.continual import render_continual
+        from promptopt.sdk import render_continual
 
         opts = options_from_cli(kwargs)
         opts.method_options = {**opts.method_options, "strategy": strategy}

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from promptopt import hookimpl
-from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.data.prompt import Prompt
+from promptopt.sdk import OptimizeResult, Prompt, PromptOptimizer, RunContext
 
 
 @dataclass

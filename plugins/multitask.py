@@ -47,19 +47,31 @@ from types import SimpleNamespace
 
 import torch
 
-from promptopt.pipeline import config as cfg
+from promptopt.sdk import config as cfg
 from promptopt import hookimpl
-from promptopt.engine.train import BatchStream, FitResult, TrainConfig, fit
-from promptopt.errors import ConfigError, PromptoptError
-from promptopt.data.files import atomic_path, write_json
-from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.plugins import get_plugin_manager
-from promptopt.data.prompt import Prompt, SegmentKind
-from promptopt_plugins.soft import SoftPromptInit, initial_rows, transfer_values
-from promptopt_plugins.taskset import (
+from promptopt.sdk import (
+    BatchStream,
+    ConfigError,
+    FitResult,
+    OptimizeResult,
+    Prompt,
+    PromptOptimizer,
+    PromptoptError,
+    RunContext,
+    SegmentKind,
+    SoftPromptInit,
+    TrainConfig,
+    atomic_path,
+    fit,
+    get_plugin_manager,
+    initial_rows,
+    transfer_values,
+    write_json,
+)
+from promptopt.sdk import (
     TaskData,
     TaskSetOptions,
-    choice,
+    enum_value,
     hard_template,
     load_lm,
     load_taskset,
@@ -106,9 +118,9 @@ class MultitaskConfig:
 
     def __post_init__(self):
         name = "MultitaskConfig"
-        self.composition = choice(Composition, self.composition, f"{name}.composition")
-        self.mixture = choice(Mixture, self.mixture, f"{name}.mixture")
-        self.init = choice(SoftPromptInit, self.init, f"{name}.init")
+        self.composition = enum_value(Composition, self.composition, f"{name}.composition")
+        self.mixture = enum_value(Mixture, self.mixture, f"{name}.mixture")
+        self.init = enum_value(SoftPromptInit, self.init, f"{name}.init")
         for key in ("n_tokens", "rank", "task_tokens", "vocab_top"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{name}.{key} must be >= 1, got {getattr(self, key)}")
@@ -356,7 +368,7 @@ class MultitaskResult:
 
 def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs) -> MultitaskResult:
     """Train one multi-task prompt on ``opts.tasks``, evaluate each task, and write the run directory (see the
-    module docstring). Keyword arguments set :class:`~promptopt_plugins.taskset.TaskSetOptions` fields.
+    module docstring). Keyword arguments set :class:`~promptopt.pipeline.taskset.TaskSetOptions` fields.
 
     The per-run hooks (``run_start``, ``training_step``, ``evaluation``, ``run_end``) are not called: their ``run`` is
     a single-task :class:`~promptopt.pipeline.methods.RunContext`."""

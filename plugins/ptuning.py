@@ -2,7 +2,7 @@
 
 The virtual tokens are the template's ``[P]`` slots; the template's own text stays as fixed anchors between them
 (e.g. ``[P*10]Review: {sentence}[P*10]\\nSentiment:{answer}``). Templates are chosen as for soft prompts (see
-:mod:`promptopt_plugins.soft`), with ``template_rule=around`` by default. A trainable table of inputs (one row per
+:mod:`promptopt.pipeline.vectors`), with ``template_rule=around`` by default. A trainable table of inputs (one row per
 virtual token, across all slots in order, initialised by ``init`` like a soft prompt) goes through the encoder:
 
 * ``lstm``: a bidirectional LSTM (``lstm_layers`` layers, ``encoder_hidden/2`` units per direction), then a
@@ -34,11 +34,24 @@ from pathlib import Path
 import torch
 
 from promptopt import hookimpl
-from promptopt.errors import ConfigError, PromptoptError
-from promptopt.data.files import atomic_path, write_json
-from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.data.prompt import Prompt, SegmentKind
-from promptopt_plugins.soft import SoftPromptInit, TemplateRule, check_common, initial_rows, soft_templates, train_templates
+from promptopt.sdk import (
+    ConfigError,
+    OptimizeResult,
+    Prompt,
+    PromptOptimizer,
+    PromptoptError,
+    RunContext,
+    SegmentKind,
+    SoftPromptInit,
+    TemplateRule,
+    atomic_path,
+    check_common,
+    enum_value,
+    initial_rows,
+    soft_templates,
+    train_templates,
+    write_json,
+)
 
 
 class PromptEncoderKind(str, enum.Enum):
@@ -64,10 +77,7 @@ class PTuningConfig:
 
     def __post_init__(self):
         check_common(self)
-        try:
-            self.encoder = PromptEncoderKind(self.encoder)
-        except ValueError:
-            raise ConfigError(f"PTuningConfig.encoder is {self.encoder!r}; one of {[m.value for m in PromptEncoderKind]}") from None  # fmt: skip
+        self.encoder = enum_value(PromptEncoderKind, self.encoder, "PTuningConfig.encoder")
         if self.init == SoftPromptInit.PROMPT:
             raise ConfigError("PTuningConfig.init cannot be 'prompt'; use init_encoder to start from a saved encoder")
         if self.encoder_hidden < 0 or self.encoder_hidden % 2:

@@ -2,7 +2,7 @@
 
 ``source`` is a saved prompt with one soft segment: a ``soft`` run's ``prompt/``, a ``multitask`` run's
 ``tasks/TASK/prompt``, or a ``multitask`` run directory itself (its ``shared/prompt``, the shared prompt, is taken).
-The new prompt gets that many vectors in front of the run's template (see :mod:`promptopt_plugins.soft`, rule
+The new prompt gets that many vectors in front of the run's template (see :mod:`promptopt.pipeline.vectors`, rule
 ``prefix``), starting from the source's values; training is the ``soft`` method's. Without a source it starts as
 ``soft`` does (``init=vocab``), so ``--methods all`` runs it harmlessly.
 
@@ -20,10 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptopt import hookimpl
-from promptopt.errors import ConfigError
-from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer, RunContext
-from promptopt.data.prompt import Prompt, SegmentKind
-from promptopt_plugins.soft import SoftConfig, SoftOptimizer
+from promptopt.sdk import (
+    ConfigError,
+    OptimizeResult,
+    Prompt,
+    PromptOptimizer,
+    RunContext,
+    SegmentKind,
+    SoftPromptConfig,
+    train_soft_prompt,
+)
 
 
 @dataclass
@@ -56,15 +62,15 @@ class TransferOptimizer(PromptOptimizer):
 
     def optimize(self, run: RunContext) -> OptimizeResult:
         if not self.config.source:
-            soft = SoftConfig(n_tokens=self.config.n_tokens)
+            soft = SoftPromptConfig(n_tokens=self.config.n_tokens)
         else:
             directory = source_prompt_dir(self.config.source)
             segments = Prompt.load(directory).segments_of(SegmentKind.VECTORS)
             if len(segments) != 1:
                 raise ConfigError(f"TransferConfig.source {str(directory)!r} has {len(segments)} soft segments; "
                                   "transfer starts from a prompt with one")  # fmt: skip
-            soft = SoftConfig(n_tokens=segments[0].n, init="prompt", init_prompt=str(directory))
-        found = SoftOptimizer(soft).optimize(run)
+            soft = SoftPromptConfig(n_tokens=segments[0].n, init="prompt", init_prompt=str(directory))
+        found = train_soft_prompt(run, soft)
         found.prompt.meta["transfer_from"] = soft.init_prompt or None
         return found
 

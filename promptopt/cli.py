@@ -22,6 +22,9 @@ class _Group(click.Group):
         except PromptoptError as e:
             click.secho(f"Error: {e}", fg="red", err=True)
             sys.exit(2)
+        except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
+            click.secho(f"Error: {e.filename}: {e.strerror}", fg="red", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group)

@@ -14,7 +14,7 @@ class TemplateError(PromptoptError):
         self.template = template
         self.position = position
         where = f" at character {position}" if position is not None else ""
-        super().__init__(f"bad template{where}: {message}\n  template: {template!r}")
+        super().__init__(f"bad template{where}: {message} (template: {template!r})")
 
 
 class DataError(PromptoptError):
@@ -34,3 +34,13 @@ class DataError(PromptoptError):
 
 class ConfigError(PromptoptError):
     """A method or run option has a bad value. Names the option and the allowed values."""
+
+
+def enum_value(cls, value, where: str):
+    """``cls(value)`` for an enum, or a :class:`ConfigError` naming ``where`` and the allowed values.
+
+    The one place option strings become enum members (method configs, the training loop, report formats)."""
+    try:
+        return cls(value)
+    except ValueError:
+        raise ConfigError(f"{where} is {value!r}; one of {[m.value for m in cls]}") from None

@@ -121,10 +121,15 @@ def get_task(name_or_path, pm=None):
 
     if isinstance(name_or_path, TaskSpec):
         return name_or_path
-    path = Path(str(name_or_path))
-    if path.suffix in (".toml", ".json") or path.exists():
-        return parse_task_spec(path)
+    text = str(name_or_path)
+    path = Path(text)
+    # a registered name wins over a same-named folder in the working directory, unless the argument looks like a path
+    looks_like_path = path.suffix in (".toml", ".json") or "/" in text or os.sep in text or text.startswith((".", "~"))
+    if looks_like_path:
+        return parse_task_spec(path.expanduser())
     found = tasks(pm)
+    if name_or_path not in found and path.is_file():
+        return parse_task_spec(path)
     if name_or_path not in found:
         raise PromptoptError(f"no task {name_or_path!r}; registered: {sorted(found)} (or give a spec file's path)")
     return found[name_or_path]

@@ -174,7 +174,7 @@ def test_search_state_is_checkpointed_as_json_and_resumed_only_with_the_same_opt
 
 
 def test_config_rejects_bad_values_naming_the_field():
-    with pytest.raises(ConfigError, match="AutoPromptConfig.position is 'sideways'; allowed: \\['random', 'round-robin'\\]"):
+    with pytest.raises(ConfigError, match="AutoPromptConfig.position is 'sideways'; one of \\['random', 'round-robin'\\]"):
         AutoPromptConfig(position="sideways")
     with pytest.raises(ConfigError, match="AutoPromptConfig.candidates"):
         AutoPromptConfig(candidates=0)

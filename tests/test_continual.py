@@ -12,7 +12,7 @@ from promptopt.errors import ConfigError
 from promptopt.data.prompt import Prompt
 from promptopt.report.continual import render_continual
 from promptopt_plugins.continual import ContinualConfig, continual_metrics, run_continual
-from promptopt_plugins.taskset import TaskSetOptions, load_taskset
+from promptopt.sdk import TaskSetOptions, load_taskset
 
 from tiny_tasks import write_tiny_tasks
 

@@ -25,8 +25,8 @@ from promptopt_plugins.multitask import (
     run_multitask,
     task_prompt,
 )
-from promptopt_plugins.soft import SoftConfig, initial_values
-from promptopt_plugins.taskset import TaskSetOptions, load_taskset
+from promptopt.sdk import TaskSetOptions, initial_values, load_taskset
+from promptopt_plugins.soft import SoftConfig
 
 from tiny_tasks import write_tiny_tasks
 

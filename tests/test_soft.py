@@ -13,8 +13,7 @@ import promptopt
 from promptopt.engine import Scorer
 from promptopt.errors import ConfigError
 from promptopt.data.prompt import Prompt, SegmentKind
-from promptopt_plugins.soft import (
-    SoftConfig,
+from promptopt.pipeline.vectors import (
     TemplateRule,
     build_template,
     frequent_token_ids,
@@ -22,6 +21,7 @@ from promptopt_plugins.soft import (
     soft_templates,
 )
 
+from promptopt_plugins.soft import SoftConfig
 from conftest import TINY_REVIEWS
 
 TASK = str(TINY_REVIEWS / "task.toml")

@@ -13,8 +13,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from promptopt import Prompt, hookimpl
-from promptopt.pipeline.methods import OptimizeResult, PromptOptimizer
+from promptopt import hookimpl
+from promptopt.sdk import OptimizeResult, Prompt, PromptOptimizer
 
 DEFAULT_INSTRUCTIONS = [
     "",

@@ -26,11 +26,23 @@ def atomic_path(path: str | os.PathLike):
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; results should be as readable as any other file
     try:
         yield Path(tmp)
+        _fsync(tmp)
         if distributed.is_main():
             os.replace(tmp, path)
+            _fsync(path.parent)  # the rename itself survives a power cut only once the directory is on disk
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -290,7 +290,13 @@ class Prompt:
             tensors_path = directory / "vectors.safetensors"
             if not tensors_path.exists():
                 raise PromptoptError(f"{path}: names soft segments {names} but {tensors_path.name} is missing")
-            vectors = load_file(str(tensors_path))
+            try:
+                vectors = load_file(str(tensors_path))
+            except Exception as e:  # safetensors raises its own SafetensorError (or OSError) on a cut file
+                raise PromptoptError(f"{tensors_path}: corrupt or truncated safetensors file ({e})") from None
+            missing = [n for n in names if n not in vectors]
+            if missing:
+                raise PromptoptError(f"{tensors_path}: field 'vector_segments' names {missing}, not in the file")
         return cls(
             segments=segments,
             vectors=vectors,

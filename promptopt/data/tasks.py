@@ -8,6 +8,7 @@ checkout) and ``{spec_dir}`` (the folder holding the spec). Every error names th
 from __future__ import annotations
 
 import csv
+import io
 import enum
 import json
 import os
@@ -131,8 +132,18 @@ class TaskSpec:
                 hint += " (The spec names no 'hub' data set to fall back on.)"
             raise DataError(self.path or self.name, f"data file {path} does not exist.{hint}", field=f"{where}.path")
         examples = [self._example(row, path, line, source) for line, row in rows]
+        seen: dict[str, int] = {}
+        for line, row in rows:
+            if "id" in row and row["id"] is not None:
+                key = str(row["id"])
+                if key in seen:
+                    raise DataError(path, f"duplicate id {key!r} (first on line {seen[key]})", line=line, field="id")
+                seen[key] = line
         if source.min_words:
             examples = [ex for ex in examples if sum(len(v.split()) for v in ex.inputs.values()) >= source.min_words]
+        if not examples:
+            why = f" (none has min_words={source.min_words})" if rows and source.min_words else ""
+            raise DataError(path, f"the {where} data hold no example{why}", field=where)
         return examples
 
     def _example(self, row: dict, path: Path, line: int, source: SplitSource) -> Example:
@@ -187,14 +198,12 @@ def _read_rows(path: Path, source: SplitSource) -> list[tuple[int, dict]]:
     fmt = source.format or path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
         raise DataError(path, f"unknown data format {fmt!r}; use one of {list(FORMATS)} (field 'format')")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise DataError(path, f"not UTF-8 text ({e.reason})", line=line) from None
+    text = read_utf8(path)
     if fmt == "jsonl":
         rows = []
-        for i, line in enumerate(text.splitlines(), start=1):
+        # split on "\n" only: U+2028 and friends are valid inside JSON strings (str.splitlines() would cut there)
+        for i, line in enumerate(text.split("\n"), start=1):
+            line = line.rstrip("\r")
             if not line.strip():
                 continue
             try:
@@ -215,7 +224,8 @@ def _read_rows(path: Path, source: SplitSource) -> list[tuple[int, dict]]:
         return [(i + 1, r) for i, r in enumerate(obj)]
     delimiter = "\t" if fmt == "tsv" else ","
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
-    reader = csv.reader(text.splitlines(), delimiter=delimiter, quoting=quoting)
+    # a stream, not a list of lines: a quoted field may hold a newline
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     rows = []
     header = source.columns
     for record in reader:
@@ -229,6 +239,17 @@ def _read_rows(path: Path, source: SplitSource) -> list[tuple[int, dict]]:
             raise DataError(path, f"{len(record)} columns where the header has {len(header)} ({header})", line=line)
         rows.append((line, dict(zip(header, record))))
     return rows
+
+
+def read_utf8(path: Path) -> str:
+    """A file's text as UTF-8 (a leading byte-order mark, as spreadsheet exports write, is dropped)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start})", line=line) from None
+    except OSError as e:
+        raise DataError(path, f"cannot read: {e.strerror}") from None
 
 
 def _read_hub(source: SplitSource) -> list[tuple[int, dict]]:
@@ -281,7 +302,9 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
     path = Path(path)
     if not path.exists():
         raise DataError(path, "task spec file does not exist")
-    text = path.read_text(encoding="utf-8")
+    if path.is_dir():
+        raise DataError(path, "is a directory, not a task spec file (.toml or .json)")
+    text = read_utf8(path)
     try:
         if path.suffix == ".json":
             obj = json.loads(text)
@@ -329,6 +352,12 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
             if not isinstance(words, list) or not words or not all(isinstance(w, str) and w.strip() for w in words):
                 fail(f"label_words.{lab}", "must be a non-empty word or list of non-empty words")
             label_words[str(lab)] = [w.strip() for w in words]
+        owner: dict[str, str] = {}
+        for lab, words in label_words.items():
+            for w in words:
+                if w in owner and owner[w] != lab:
+                    fail(f"label_words.{lab}", f"word {w!r} is also a label word of {owner[w]!r}; each class needs its own words")
+                owner[w] = lab
     elif raw_words:
         fail("label_words", "a fact_retrieval task answers with any vocabulary token; it takes no label_words")
     templates = obj["templates"]

@@ -174,6 +174,9 @@ def load_model(
     dt = pick_dtype(dev, dtype)
     extra = _placement(dev, dt, device_map, quantize)
     path = str(default_model_dir()) if name in (None, DEFAULT_MODEL) else name
+    if _looks_like_path(path) and not Path(path).expanduser().is_dir():
+        what = "a file, not a model directory" if Path(path).expanduser().exists() else "no such local directory"
+        raise PromptoptError(f"cannot load model {display!r}: {what}, and not a Hub id (namespace/name)")
     try:
         config = AutoConfig.from_pretrained(path)
     except OSError as e:
@@ -216,6 +219,11 @@ def _placement(dev: torch.device, dt: torch.dtype, device_map: str | None, quant
                                                         bnb_4bit_quant_type="nf4")  # fmt: skip
     out.setdefault("device_map", {"": dev.index or 0})
     return out
+
+
+def _looks_like_path(name: str) -> bool:
+    """A Hub id is ``name`` or ``namespace/name``; anything absolute, relative-dotted, ``~``-ed or deeper is a path."""
+    return name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") > 1 or Path(name).exists()
 
 
 def freeze(lm: LoadedModel) -> LoadedModel:

@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from promptopt.engine import distributed
-from promptopt.errors import ConfigError, PromptoptError
+from promptopt.errors import ConfigError, PromptoptError, enum_value
 from promptopt.data.files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -94,14 +94,8 @@ class TrainConfig:
         for name in ("warmup_steps", "eval_every", "patience", "checkpoint_every", "group_by_length"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        try:
-            self.optimizer = OptimizerName(self.optimizer)
-        except ValueError:
-            raise ConfigError(f"TrainConfig.optimizer is {self.optimizer!r}; one of {[m.value for m in OptimizerName]}") from None
-        try:
-            self.schedule = Schedule(self.schedule)
-        except ValueError:
-            raise ConfigError(f"TrainConfig.schedule is {self.schedule!r}; one of {[m.value for m in Schedule]}") from None
+        self.optimizer = enum_value(OptimizerName, self.optimizer, "TrainConfig.optimizer")
+        self.schedule = enum_value(Schedule, self.schedule, "TrainConfig.schedule")
 
     def to_json(self) -> dict:
         return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in self.__dict__.items()}

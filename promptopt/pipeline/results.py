@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from promptopt.data.files import read_json
+from promptopt.errors import PromptoptError
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -43,3 +46,43 @@ class RunResult:
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunResult":
         return cls.from_json(read_json(Path(run_dir) / "result.json"))
+
+
+def prepare_output(out: Path, marker: str = "result.json", overwrite: bool = False, resume: bool = False) -> Path:
+    """Create the run directory; a finished run (``marker`` exists) is kept unless ``overwrite`` (or ``resume``).
+    A fresh (not resumed) run starts a new ``history.jsonl``."""
+    if (out / marker).exists() and not resume:
+        if not overwrite:
+            raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume and (out / "history.jsonl").exists():
+        (out / "history.jsonl").unlink()
+    return out
+
+
+def peak_memory_mb(device) -> float:
+    """GPU peak allocation, or on CPU the process's peak resident memory (KiB on Linux), in MiB."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def environment(lm) -> dict:
+    """The model and machine part of ``config.json``: model, kind, device, dtype, library versions, platform."""
+    import torch
+    import transformers
+
+    return {
+        "model": lm.name,
+        "model_kind": lm.kind.value,
+        "device": str(lm.device),
+        "dtype": str(lm.dtype).replace("torch.", ""),
+        "versions": {"torch": torch.__version__, "python": platform.python_version(),
+                     "transformers": transformers.__version__},  # fmt: skip
+        "machine": platform.platform(),
+    }

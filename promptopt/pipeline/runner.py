@@ -10,10 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import platform
 import random
-import resource
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -26,12 +23,12 @@ from promptopt.engine import distributed
 from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from promptopt.engine.scoring import Scorer
 from promptopt.engine.train import TrainConfig
-from promptopt.errors import ConfigError, PromptoptError
+from promptopt.errors import ConfigError
 from promptopt.data.files import write_json, write_jsonl
 from promptopt.pipeline.methods import OptimizeResult, RunContext
 from promptopt.plugins import get_optimizer, get_plugin_manager, get_task
 from promptopt.data.prompt import Prompt
-from promptopt.pipeline.results import RunResult
+from promptopt.pipeline.results import RunResult, environment, peak_memory_mb, prepare_output
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
 from promptopt.pipeline.verbalizer import fit_examples, keep_better, search_label_words, text_prompt
 
@@ -139,18 +136,13 @@ def default_output(opts: RunOptions) -> Path:
     return Path("runs") / f"{task}-{opts.method}-s{opts.seed}"
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
-
-
 def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, **kwargs) -> RunResult:
     """Run one method on one task and write the run directory. Keyword arguments set :class:`RunOptions` fields.
 
     ``lm`` reuses an already loaded model (the leaderboard loads each model once).
     """
     opts = dataclasses.replace(opts or RunOptions(), **kwargs)
+    _check_counts(opts)
     pm = pm or get_plugin_manager()
     optimizer_cls = get_optimizer(opts.method, pm)
     method_config = cfg.build(optimizer_cls.config_class, opts.method_options)
@@ -159,14 +151,8 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     if opts.label_search:
         _check_label_search(task, opts)
     out = Path(opts.output) if opts.output else default_output(opts)
-    if (out / "result.json").exists() and not opts.resume:
-        if not opts.overwrite:
-            raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("history.jsonl",) if not opts.resume else ():
-        if (out / stale).exists():
-            (out / stale).unlink()
+    _check_output(out)
+    out = prepare_output(out, "result.json", opts.overwrite, opts.resume)
 
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
@@ -187,10 +173,6 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "method_config": cfg.to_dict(method_config),
         "task": task.name,
         "task_spec": str(task.path) if task.path else None,
-        "model": lm.name,
-        "model_kind": lm.kind.value,
-        "device": str(lm.device),
-        "dtype": str(lm.dtype).replace("torch.", ""),
         "processes": distributed.world_size(),  # data parallel: same global batch, same result up to float sums
         "seed": opts.seed,
         "data": described,
@@ -198,8 +180,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "train": cfg.to_dict(train_config),
         "batch_size": opts.batch_size,
         "padding_side": scorer.side,
-        "versions": {"torch": torch.__version__, "python": platform.python_version(), **_versions()},
-        "machine": platform.platform(),
+        **environment(lm),
     }
     if label_search is not None:
         resolved["label_words"] = label_search["label_words"]
@@ -233,7 +214,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         result.trainable_parameters = found.trainable_parameters
         result.eval_seconds = evaluation.seconds
         result.eval_examples_per_second = evaluation.examples_per_second
-        result.peak_memory_mb = _peak_memory_mb(lm.device)
+        result.peak_memory_mb = peak_memory_mb(lm.device)
         write_json(out / "metrics.json", {"eval": evaluation.metrics, "select": found.select_metrics})
         write_jsonl(out / "predictions.jsonl", ({"split": "eval", **row} for row in evaluation.predictions))
     except Exception as e:
@@ -245,6 +226,31 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     write_json(out / "result.json", result.to_json())
     pm.hook.run_end(run=ctx, result=result)
     return result
+
+
+def _check_counts(opts: RunOptions) -> None:
+    for name in ("max_train", "shots", "max_eval"):
+        value = getattr(opts, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 0, got {value!r}")
+    if opts.batch_size < 1:
+        raise ConfigError(f"--eval-batch-size must be >= 1, got {opts.batch_size}")
+
+
+def _check_output(out: Path) -> None:
+    """The run directory must be a directory this process can write, before any work is done."""
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{out}: output path {parent} is a file, not a directory (pass --output DIR)")
+        if parent.exists():
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot write the run directory ({e.strerror})") from None
 
 
 def _check_label_search(task: TaskSpec, opts: RunOptions) -> None:
@@ -288,10 +294,19 @@ def _logged_label_search(out: Path, resume: bool) -> bool:
     return resume and history.exists() and '"label_search"' in history.read_text(encoding="utf-8")
 
 
-def _versions() -> dict:
-    import transformers
-
-    return {"transformers": transformers.__version__}
+def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where) -> None:
+    """A saved prompt for another model fails with one line: soft vectors of another width, token ids past the
+    vocabulary."""
+    made_for = prompt.meta.get("model")
+    for name, value in prompt.vectors.items():
+        if value.shape[-1] != lm.hidden_size:
+            raise PromptoptError(f"{where}: soft segment {name!r} has width {value.shape[-1]} but model {lm.name!r} has "
+                                 f"hidden size {lm.hidden_size} (the prompt was made for {made_for!r})")  # fmt: skip
+    for seg in prompt.segments:
+        ids = getattr(seg, "ids", None)
+        if ids is not None and any(int(i) >= lm.vocab_size or int(i) < 0 for i in ids):
+            raise PromptoptError(f"{where}: token segment {seg.name!r} holds ids outside the vocabulary of {lm.name!r} "
+                                 f"({lm.vocab_size} tokens; the prompt was made for {made_for!r})")  # fmt: skip
 
 
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
@@ -302,6 +317,7 @@ def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev"
     spec = get_task(task)
     prompt.check_fields(spec.inputs)
     lm = lm or load_model(model or prompt.meta.get("model"), device=device)
+    check_prompt_fits(prompt, lm, prompt_dir)
     examples = sample(spec.load_split(split), max_eval, seed, "eval")
     return Scorer(lm, spec, batch_size=batch_size).evaluate(prompt, examples, progress=split if progress else False)
 

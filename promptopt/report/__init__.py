@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 
-from promptopt.errors import ConfigError
+from promptopt.errors import enum_value
 from promptopt.report.html import render_html
 from promptopt.report.markdown import render_markdown
 from promptopt.report.model import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, Leaderboard, Row, RunEntry, build_leaderboard
@@ -31,11 +31,7 @@ _RENDERERS = {ReportFormat.MD: render_markdown, ReportFormat.HTML: render_html, 
 
 def render(board: Leaderboard, fmt: str | ReportFormat) -> str:
     """The leaderboard in one format: ``md``, ``html``, ``json`` or ``csv``."""
-    try:
-        fmt = ReportFormat(fmt)
-    except ValueError:
-        raise ConfigError(f"report format {fmt!r} is not one of {[f.value for f in ReportFormat]}") from None
-    return _RENDERERS[fmt](board)
+    return _RENDERERS[enum_value(ReportFormat, fmt, "report format")](board)
 
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "Leaderboard", "ReportFormat", "Row", "RunEntry",

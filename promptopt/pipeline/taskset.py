@@ -1,4 +1,5 @@
-"""Several tasks in one run, for the methods that need them (``multitask``, ``continual``). Not a plugin itself.
+"""Several tasks in one run, for the methods that need them (``multitask``, ``continual``); public through
+:mod:`promptopt.sdk`.
 
 Each task is loaded exactly as ``promptopt run`` loads its one task (:func:`promptopt.pipeline.runner.prepare_data`: the same
 split roles and the same seeded sampling, so a task's examples are those a single-task run with the same options
@@ -14,8 +15,6 @@ sees), scored by its own :class:`~promptopt.engine.Scorer` on one shared model, 
 
 from __future__ import annotations
 
-import platform
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from promptopt.errors import ConfigError, PromptoptError
 from promptopt.data.files import write_json, write_jsonl
 from promptopt.plugins import get_task
 from promptopt.data.prompt import Prompt, SegmentKind, decode_escapes, parse_template
-from promptopt.pipeline.results import RunResult
+from promptopt.pipeline.results import RunResult, environment, peak_memory_mb
 from promptopt.data.tasks import Example, TaskSpec
 
 
@@ -155,23 +154,9 @@ def load_lm(opts: TaskSetOptions) -> LoadedModel:
     return load_model(opts.model, device=opts.device, dtype=opts.dtype, kind=opts.model_kind)
 
 
-def prepare_output(out: Path, marker: str, overwrite: bool, resume: bool = False) -> Path:
-    """Create the run directory; a finished run (``marker`` exists) is kept unless ``overwrite`` (or ``resume``)."""
-    if (out / marker).exists() and not resume:
-        if not overwrite:
-            raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not resume and (out / "history.jsonl").exists():
-        (out / "history.jsonl").unlink()
-    return out
-
-
 def resolved_config(opts: TaskSetOptions, method: str, method_config, train_config: TrainConfig, lm: LoadedModel,
                     tasks: list[TaskData]) -> dict:  # fmt: skip
     """What ``config.json`` records: every setting as resolved, per task its data and template."""
-    import transformers
-
     return {
         "method": method,
         "method_config": cfg.to_dict(method_config),
@@ -179,17 +164,11 @@ def resolved_config(opts: TaskSetOptions, method: str, method_config, train_conf
         "task_specs": {t.name: str(t.spec.path) if t.spec.path else None for t in tasks},
         "templates": {t.name: t.template for t in tasks},
         "data": {t.name: t.described for t in tasks},
-        "model": lm.name,
-        "model_kind": lm.kind.value,
-        "device": str(lm.device),
-        "dtype": str(lm.dtype).replace("torch.", ""),
         "seed": opts.seed,
         "select": opts.select,
         "train": cfg.to_dict(train_config),
         "batch_size": opts.batch_size,
-        "versions": {"torch": torch.__version__, "python": platform.python_version(),
-                     "transformers": transformers.__version__},  # fmt: skip
-        "machine": platform.platform(),
+        **environment(lm),
     }
 
 
@@ -208,15 +187,6 @@ def write_task_run(directory: Path, task: TaskData, prompt: Prompt, evaluation: 
                        peak_memory_mb=peak_memory_mb(lm.device), output_dir=str(directory), config=config)  # fmt: skip
     write_json(directory / "result.json", result.to_json())
     return result
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """GPU peak allocation, or on CPU the process's peak resident memory (as ``promptopt run`` reports it)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def task_dir_name(name: str) -> str:
@@ -274,11 +244,3 @@ def options_from_cli(kwargs: dict, **extra) -> TaskSetOptions:
         train={k: v for k, v in train.items() if v is not None}, overwrite=kwargs.pop("overwrite"),
         progress=not kwargs.pop("no_progress"), **extra,
     )  # fmt: skip
-
-
-def choice(cls, value, where: str):
-    """``cls(value)`` for a str enum, or a ConfigError naming ``where`` and the allowed values."""
-    try:
-        return cls(value)
-    except ValueError:
-        raise ConfigError(f"{where} is {value!r}; one of {[m.value for m in cls]}") from None

@@ -1,0 +1,135 @@
+"""Bad inputs through the CLI: each gives exit status 2, one line naming the file (and line and field), no traceback,
+and no result.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from promptopt.cli import cli
+
+HEAD = 'name = "t"\ninputs = ["text"]\ntemplates = ["{text} It was{answer}"]\n'
+WORDS = '[label_words]\nneg = ["negative"]\npos = ["positive"]\n'
+ROWS = '{"text": "good film", "label": "pos"}\n{"text": "bad film", "label": "neg"}\n'
+
+
+def spec(data_name="d.jsonl", extra="", words=WORDS, fmt=""):
+    split = f'path = "{{spec_dir}}/{data_name}"\n{fmt}'
+    return HEAD + extra + words + "".join(f"[splits.{s}]\n{split}" for s in ("train", "dev", "test"))
+
+
+# name -> (spec text or bytes, data file name, data text or bytes, extra CLI args, text the message must hold)
+CASES = {
+    "spec not utf-8": (b'name = "t\xff"\n', None, None, [], "not UTF-8"),
+    "spec not toml": ("name = \n", None, None, [], "not valid TOML"),
+    "spec unknown key": (spec(extra='colour = "red"\n'), "d.jsonl", ROWS, [], "field 'colour'"),
+    "spec missing inputs": ('name = "t"\ntemplates = ["{x}{answer}"]\n', None, None, [], "missing required key 'inputs'"),
+    "spec bad name": (spec().replace('"t"', '"a b"', 1), "d.jsonl", ROWS, [], "field 'name'"),
+    "spec bad kind": (spec(extra='kind = "regression"\n'), "d.jsonl", ROWS, [], "field 'kind'"),
+    "spec bad metric": (spec(extra='metric = "bleu"\n'), "d.jsonl", ROWS, [], "field 'metric'"),
+    "spec one label": (spec(words='[label_words]\npos = "positive"\n'), "d.jsonl", ROWS, [], "field 'label_words'"),
+    "spec same word two classes": (spec(words='[label_words]\nneg = "good"\npos = "good"\n'), "d.jsonl", ROWS, [],
+                                   "also a label word"),
+    "spec empty label word": (spec(words='[label_words]\nneg = ""\npos = "positive"\n'), "d.jsonl", ROWS, [],
+                              "field 'label_words.neg'"),
+    "spec template no answer": (spec().replace("{answer}", ""), "d.jsonl", ROWS, [], "exactly one {answer}"),
+    "spec template unknown field": (spec().replace("{text}", "{body}", 1), "d.jsonl", ROWS, [], "not in inputs"),
+    "spec template unclosed brace": (spec().replace("{text}", "{text", 1), "d.jsonl", ROWS, [], "is not a field name"),
+    "spec unknown split": (spec() + '[splits.valid]\npath = "x"\n', "d.jsonl", ROWS, [], "field 'splits.valid'"),
+    "spec unknown format": (spec(fmt='format = "xml"\n'), "d.jsonl", ROWS, [], "format 'xml'"),
+    "spec no splits": (HEAD + WORDS, None, None, [], "needs 'splits'"),
+    "spec negative min_words": (spec(fmt="min_words = -1\n"), "d.jsonl", ROWS, [], "min_words"),
+    "data file missing": (spec(data_name="nope.jsonl"), None, None, [], "does not exist"),
+    "data not utf-8": (spec(), "d.jsonl", b'{"text": "caf\xe9", "label": "pos"}\n', [], "d.jsonl:1"),
+    "jsonl bad json": (spec(), "d.jsonl", ROWS + "{not json\n", [], "d.jsonl:3: not valid JSON"),
+    "jsonl not an object": (spec(), "d.jsonl", ROWS + "[1, 2]\n", [], "d.jsonl:3: each line must be a JSON object"),
+    "jsonl unknown label": (spec(), "d.jsonl", ROWS + '{"text": "meh", "label": "maybe"}\n', [],
+                            "d.jsonl:3: field 'label': label 'maybe'"),
+    "jsonl number label 1.0 vs 1": (spec(words='[label_words]\n0 = "negative"\n1 = "positive"\n'), "d.jsonl",
+                                    '{"text": "a", "label": 1}\n{"text": "b", "label": 1.0}\n', [],
+                                    "d.jsonl:2: field 'label': label '1.0'"),
+    "jsonl boolean label, labels yes/no": (spec(words='[label_words]\nyes = "yes"\nno = "no"\n'), "d.jsonl",
+                                           '{"text": "a", "label": true}\n', [], "label 'true'"),
+    "jsonl missing input": (spec(), "d.jsonl", ROWS + '{"label": "pos"}\n', [], "d.jsonl:3: field 'text'"),
+    "jsonl missing label": (spec(), "d.jsonl", ROWS + '{"text": "x"}\n', [], "d.jsonl:3: field 'label'"),
+    "jsonl null label": (spec(), "d.jsonl", ROWS + '{"text": "x", "label": null}\n', [], "d.jsonl:3: field 'label'"),
+    "jsonl empty file": (spec(), "d.jsonl", "", [], "hold no example"),
+    "jsonl blank lines only": (spec(), "d.jsonl", "\n\n\n", [], "hold no example"),
+    "jsonl duplicate ids": (spec(), "d.jsonl", '{"id": 1, "text": "a", "label": "pos"}\n'
+                            '{"id": 1, "text": "b", "label": "neg"}\n', [], "d.jsonl:2: field 'id': duplicate id"),
+    "min_words drops everything": (spec(fmt="min_words = 50\n"), "d.jsonl", ROWS, [], "none has min_words=50"),
+    "json not a list": (spec(data_name="d.json"), "d.json", '{"text": "a"}', [], "must hold a list of objects"),
+    "json bad": (spec(data_name="d.json"), "d.json", "[{", [], "d.json:1: not valid JSON"),
+    "csv extra column": (spec(data_name="d.csv"), "d.csv", "text,label\ngood,pos\nbad,neg,extra\n", [],
+                         "d.csv:3: 3 columns"),
+    "csv missing column": (spec(data_name="d.csv"), "d.csv", "text,label\ngood,pos\nbad\n", [], "d.csv:3: 1 columns"),
+    "csv header lacks label": (spec(data_name="d.csv"), "d.csv", "text,lab\ngood,pos\n", [], "d.csv:2: field 'label'"),
+    "headerless tsv without columns": (spec(data_name="d.tsv"), "d.tsv", "good film\tpos\nbad film\tneg\n", [],
+                                       "d.tsv:2: field 'text'"),
+    "tsv unknown label": (spec(data_name="d.tsv"), "d.tsv", "text\tlabel\ngood\tpos\nbad\tbad\n", [],
+                          "d.tsv:3: field 'label'"),
+    "max-eval negative": (spec(), "d.jsonl", ROWS, ["--max-eval", "-3"], "--max-eval must be a whole number >= 0"),
+    "max-train negative": (spec(), "d.jsonl", ROWS, ["--max-train", "-1"], "--max-train must be"),
+    "shots negative": (spec(), "d.jsonl", ROWS, ["--shots", "-2"], "--shots must be"),
+    "eval batch size zero": (spec(), "d.jsonl", ROWS, ["--eval-batch-size", "0"], "--eval-batch-size must be >= 1"),
+    "unknown method": (spec(), "d.jsonl", ROWS, ["--method", "nosuch"], "no method 'nosuch'"),
+    "unknown method option": (spec(), "d.jsonl", ROWS, ["-o", "colour=red"], "has no option 'colour'"),
+    "unknown eval split": (spec(), "d.jsonl", ROWS, ["--eval-split", "valid"], "eval split 'valid'"),
+    "bad holdout": (spec(), "d.jsonl", ROWS, ["--select-split", "holdout:x"], "holdout:N"),
+    "bad dtype": (spec(), "d.jsonl", ROWS, ["--dtype", "int3", "--model", "/nonexistent/model"], "int3"),
+    "nonexistent local model": (spec(), "d.jsonl", ROWS, ["--model", "/nonexistent/model"], "no such local directory"),
+    "output path is a file": (spec(), "d.jsonl", ROWS, ["--output", "{tmp}/afile"], "is a file, not a directory"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_gives_one_line_exit_2_and_no_result(name, tmp_path):
+    text, data_name, data, args, expected = CASES[name]
+    spec_path = tmp_path / "task.toml"
+    (spec_path.write_bytes if isinstance(text, bytes) else spec_path.write_text)(text)
+    if data_name is not None:
+        target = tmp_path / data_name
+        (target.write_bytes if isinstance(data, bytes) else target.write_text)(data)
+    (tmp_path / "afile").write_text("")
+    out = tmp_path / "run"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if "--output" not in args:
+        args += ["--output", str(out)]
+    result = CliRunner().invoke(cli, ["run", "--task", str(spec_path), "--no-progress", *args])
+    message = result.output.strip()
+    assert result.exit_code == 2, (result.exit_code, message, result.exc_info)
+    assert "Traceback" not in message and len(message.splitlines()) == 1, message
+    assert expected in message, message
+    if "--model" not in args and name.startswith(("spec", "data", "jsonl", "json", "csv", "tsv", "headerless", "min")):
+        assert str(tmp_path) in message, message  # names the file
+    assert not (out / "result.json").exists()
+
+
+def test_jsonl_with_u2028_bom_and_crlf_loads(tmp_path):
+    from promptopt.plugins import get_task
+
+    (tmp_path / "d.jsonl").write_bytes(("\ufeff" + json.dumps({"text": "a\u2028b", "label": "pos"}, ensure_ascii=False)
+                                        + "\r\n" + '{"text": "c", "label": "neg"}\r\n').encode("utf-8"))
+    (tmp_path / "task.toml").write_text(spec())
+    rows = get_task(str(tmp_path / "task.toml")).load_split("dev")
+    assert [r.inputs["text"] for r in rows] == ["a\u2028b", "c"]
+
+
+def test_csv_quoted_newline_is_one_field(tmp_path):
+    from promptopt.plugins import get_task
+
+    (tmp_path / "d.csv").write_text('text,label\r\n"line one\nline two",pos\r\nplain,neg\r\n')
+    (tmp_path / "task.toml").write_text(spec(data_name="d.csv"))
+    rows = get_task(str(tmp_path / "task.toml")).load_split("dev")
+    assert [r.inputs["text"] for r in rows] == ["line one\nline two", "plain"]
+    assert rows[1].source == "d.csv:4"
+
+
+def test_registered_task_wins_over_a_same_named_directory(tmp_path, monkeypatch):
+    from promptopt.plugins import get_task
+
+    (tmp_path / "tiny-reviews").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert get_task("tiny-reviews").name == "tiny-reviews"
