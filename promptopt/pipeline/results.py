@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from promptopt.data.files import read_json
-from promptopt.errors import PromptoptError
+from promptopt.errors import ConfigError, PromptoptError
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -50,7 +51,20 @@ class RunResult:
 
 def prepare_output(out: Path, marker: str = "result.json", overwrite: bool = False, resume: bool = False) -> Path:
     """Create the run directory; a finished run (``marker`` exists) is kept unless ``overwrite`` (or ``resume``).
-    A fresh (not resumed) run starts a new ``history.jsonl``."""
+    A fresh (not resumed) run starts a new ``history.jsonl``. An output path under a file, or a directory this
+    process cannot write, fails with one line before any work is done."""
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{out}: output path {parent} is a file, not a directory (pass --output DIR)")
+        if parent.exists():
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot write the run directory ({e.strerror})") from None
     if (out / marker).exists() and not resume:
         if not overwrite:
             raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")

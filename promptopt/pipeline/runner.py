@@ -151,7 +151,6 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     if opts.label_search:
         _check_label_search(task, opts)
     out = Path(opts.output) if opts.output else default_output(opts)
-    _check_output(out)
     out = prepare_output(out, "result.json", opts.overwrite, opts.resume)
 
     torch.manual_seed(opts.seed)
@@ -235,22 +234,6 @@ def _check_counts(opts: RunOptions) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 0, got {value!r}")
     if opts.batch_size < 1:
         raise ConfigError(f"--eval-batch-size must be >= 1, got {opts.batch_size}")
-
-
-def _check_output(out: Path) -> None:
-    """The run directory must be a directory this process can write, before any work is done."""
-    for parent in (out, *out.parents):
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"{out}: output path {parent} is a file, not a directory (pass --output DIR)")
-        if parent.exists():
-            break
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test.{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"{out}: cannot write the run directory ({e.strerror})") from None
 
 
 def _check_label_search(task: TaskSpec, opts: RunOptions) -> None:

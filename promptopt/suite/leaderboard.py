@@ -263,11 +263,7 @@ def _run_suite_shared(config, pm, on_event, load, rank: int, world: int) -> Suit
     with distributed.local():
         pm = pm or get_plugin_manager()
         methods = resolve_methods(config.methods, pm)
-        tasks = [get_task(t, pm) for t in config.tasks]
-        root = Path(config.output)
-        meta = _write_suite(root, config, methods, tasks, entries)
-        board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
-        return SuiteResult(entries, board, write_reports(board, root))
+        return _report(config, methods, [get_task(t, pm) for t in config.tasks], entries)
 
 
 def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] = (0, 1),
@@ -314,6 +310,12 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
         return SuiteResult(entries, Leaderboard(title=config.title, rows=[], runs=[]), {})
     if config.inspect:
         _inspect_collected(config.collect, load, run_opts, pm)
+    return _report(config, methods, tasks, entries)
+
+
+def _report(config: SuiteConfig, methods: list[str], tasks: list, entries: list[SuiteEntry]) -> SuiteResult:
+    """The suite's end: ``suite.json`` with every entry, then the leaderboard of its runs (and collected ones)."""
+    root = Path(config.output)
     meta = _write_suite(root, config, methods, tasks, entries)
     board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
     return SuiteResult(entries, board, write_reports(board, root))
