@@ -5,7 +5,21 @@ Implement a hook with ``@promptopt.hookimpl`` in a module named by an entry poin
     [project.entry-points.promptopt]
     my_method = "my_package.my_module"
 
-An implementation may accept fewer arguments than its spec. Arguments are only ever added to these specs.
+An implementation may accept fewer arguments than its spec; arguments are only ever added to these specs. A
+misspelled implementation (a ``@hookimpl`` function named like no spec) fails when the plugin manager is built.
+
+Two kinds of hook:
+
+* **registration** hooks (``register_optimizers``, ``register_tasks``, ``register_commands``) are called once, when
+  the plugin manager is first used for that purpose; an exception there is a broken plugin and stops the command,
+  with the plugin's name in the message.
+* **logging** hooks (``run_start``, ``training_step``, ``evaluation``, ``run_end``) observe a run. Their return
+  values are ignored. An exception in one is logged as a warning naming the plugin and the hook, and the run goes on
+  (a tracker that fails must not kill a training run), unless the plugin sets ``promptopt_strict_hooks = True``
+  (module or object attribute): then the exception propagates and the run fails with ``error.json``.
+
+Implementations of one hook run in pluggy's order: last registered first, ``tryfirst``/``trylast`` respected.
+Built-in plugins are registered in entry-point order, then ``extra_plugins``.
 """
 
 from __future__ import annotations
@@ -18,63 +32,73 @@ hookimpl = pluggy.HookimplMarker("promptopt")
 
 @hookspec
 def register_optimizers(register):
-    """Called once when the plugin manager is first used.
+    """Called once, when methods are first looked up (``promptopt methods``, ``promptopt run``, a suite).
 
-    Call ``register(OptimizerClass)`` for each prompt optimizer (method) the plugin provides. The class must
-    subclass :class:`promptopt.pipeline.methods.PromptOptimizer` and set a unique lowercase ``name`` (the ``--method`` id);
-    registering a name twice raises an error naming both plugins. Returns nothing.
+    Call ``register(OptimizerClass)`` for each prompt optimizer (method) the plugin provides. The class must subclass
+    :class:`promptopt.sdk.PromptOptimizer` and set a unique lowercase ``name`` (the ``--method`` id); a class
+    without a name, or a name registered twice, raises an error naming both plugins. Returns nothing. Raising stops
+    the command (a broken plugin).
     """
 
 
 @hookspec
 def register_tasks(register):
-    """Called once when tasks are first looked up.
+    """Called once, when tasks are first looked up (``--task NAME``, ``promptopt tasks``).
 
-    Call ``register(path)`` with the path of a task-spec file (TOML or JSON, see the README), or
-    ``register(spec)`` with a :class:`promptopt.data.tasks.TaskSpec`, for each task the plugin provides. The task's
-    ``name`` is how ``--task`` finds it; registering a name twice raises an error. Returns nothing.
+    Call ``register(path)`` with the path of a task-spec file (TOML or JSON, see the README), or ``register(spec)``
+    with a :class:`promptopt.sdk.TaskSpec`, for each task the plugin provides. The task's ``name`` is how ``--task``
+    finds it; a name registered twice raises an error naming both files. Returns nothing. Raising stops the command.
     """
 
 
 @hookspec
 def register_commands(cli):
-    """Called once when the command-line interface is built.
+    """Called once, when the command-line interface is built (every ``promptopt`` command).
 
-    ``cli`` is the top-level :class:`click.Group`; add commands with ``@cli.command()``. Returns nothing.
+    ``cli`` is the top-level :class:`click.Group`; add commands with ``@cli.command()``. Returns nothing. Raising
+    stops the command-line interface from starting.
     """
 
 
 @hookspec
 def run_start(run):
-    """Called after the model, task and data are loaded and before the optimizer starts.
+    """Called once per run, after the model, task, data and ``config.json`` are ready and before the method starts.
 
-    ``run`` is the :class:`promptopt.pipeline.methods.RunContext` (method, task, model, config, output directory).
-    For logging plugins; return value ignored.
+    ``run`` is the :class:`promptopt.sdk.RunContext`: ``run.method``, ``run.task``, ``run.lm``, ``run.config`` (the
+    method's options), ``run.train_config``, ``run.options`` (the whole resolved ``config.json``, fingerprint
+    included) and ``run.output_dir``. Logging hook: return value ignored; an exception is reported and the run goes
+    on (see the module docstring).
     """
 
 
 @hookspec
 def training_step(run, step, loss, lr):
-    """Called after every optimizer step of the shared training loop (and every search iteration).
+    """Called after every optimizer step of the shared training loop, and after every iteration of a search
+    (AutoPrompt), in step order.
 
-    ``step`` counts from 1, ``loss`` is the float training loss of that step, ``lr`` the learning rate used
-    (``None`` for methods without one). Return value ignored.
+    ``step`` counts from 1 (a resumed run continues the count), ``loss`` is the float training loss of that step (for
+    a search: the loss its gradient was taken on), ``lr`` the learning rate used (``None`` for a search).
+    ``run.compute.flops`` is what the run has spent so far. Logging hook: return value ignored; an exception is
+    reported and the run goes on.
     """
 
 
 @hookspec
 def evaluation(run, step, split, metrics):
-    """Called each time a prompt is evaluated during or after optimisation.
+    """Called each time the engine scores a prompt for the run: on the selection split during optimisation
+    (``split="select"``, ``step`` the training step or search iteration, or the template index for ``manual``), and
+    once at the end on the reported split (``split="eval"``, ``step=None``), after the method has returned.
 
-    ``split`` is the split name (``"select"`` for selection during training, or ``"dev"``/``"test"``), ``step`` the
-    training step (``None`` after training), ``metrics`` a dict of metric name -> float. Return value ignored.
+    ``metrics`` is a dict of metric name -> float (``score`` is the task's main metric). Logging hook: return value
+    ignored; an exception is reported and the run goes on.
     """
 
 
 @hookspec
 def run_end(run, result):
-    """Called once when a run finishes, after its results are written.
+    """Called once per run, last: after ``result.json`` (or ``error.json``) is written.
 
-    ``result`` is the :class:`promptopt.pipeline.results.RunResult`; on failure its ``status`` is ``"failed"`` and ``error``
-    holds the message. Return value ignored.
+    ``result`` is the :class:`promptopt.sdk.RunResult` (metrics, compute, timings, output directory); on failure its
+    ``status`` is ``"failed"`` and ``error`` holds the message, and the run's exception is raised after this hook.
+    Logging hook: return value ignored; an exception is reported and the run goes on.
     """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from importlib import metadata
 
@@ -11,6 +13,7 @@ from promptopt import hookspecs
 from promptopt.errors import PromptoptError
 
 ENTRY_POINT_GROUP = "promptopt"
+log = logging.getLogger(__name__)
 
 _pm: pluggy.PluginManager | None = None
 
@@ -26,11 +29,47 @@ def _allowed_names(allow) -> set[str] | None:
     return {a.strip() for a in allow}
 
 
+#: hooks that only observe a run: an implementation that raises is reported and the run goes on (see hookspecs)
+LOGGING_HOOKS = ("run_start", "training_step", "evaluation", "run_end")
+#: set to True on a plugin (module or object) to let its logging hooks' exceptions stop the run
+STRICT_ATTRIBUTE = "promptopt_strict_hooks"
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, with the promptopt rule for logging hooks: an exception in a plugin's ``run_start``,
+    ``training_step``, ``evaluation`` or ``run_end`` is logged as a warning naming the plugin and the hook, and the
+    run continues, unless the plugin sets ``promptopt_strict_hooks = True``."""
+
+    def register(self, plugin, name=None):
+        name = super().register(plugin, name)
+        if name is not None and not getattr(plugin, STRICT_ATTRIBUTE, False):
+            for caller in self.get_hookcallers(plugin) or []:
+                if caller.name in LOGGING_HOOKS:
+                    for impl in caller.get_hookimpls():
+                        if impl.plugin is plugin:
+                            label = type(plugin).__qualname__ if name.isdigit() else name  # unnamed objects
+                            impl.function = _reported(impl.function, label, caller.name)
+        return name
+
+
+def _reported(function, plugin: str, hook: str):
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - a logging plugin must not kill a training run
+            log.warning("plugin %r failed in hook %s (%s: %s); the run goes on (set promptopt_strict_hooks = True "
+                        "on the plugin to make this fatal)", plugin, hook, type(e).__name__, e)  # fmt: skip
+            return None
+
+    return call
+
+
 def make_plugin_manager(allow=None, extra_plugins=()) -> pluggy.PluginManager:
     """Build a plugin manager: every ``promptopt`` entry point (or only those named in ``allow`` / the
     comma-separated ``PROMPTOPT_PLUGINS``), plus ``extra_plugins`` (modules or objects), then ``check_pending()``
     so that a misspelled hook implementation fails loudly."""
-    pm = pluggy.PluginManager("promptopt")
+    pm = PluginManager("promptopt")
     pm.add_hookspecs(hookspecs)
     names = _allowed_names(allow)
     found = set()

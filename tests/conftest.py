@@ -15,6 +15,81 @@ SHARED = Path(os.environ.get("PROMPTOPT_DATA", REPO.parent / "shared" / "dataset
 # the GPU check runs the same suite with PROMPTOPT_TEST_DEVICE=cuda (benchmarks/gpu_check.sh)
 DEVICE = os.environ.get("PROMPTOPT_TEST_DEVICE", "cpu")
 
+# -- which hooks the suite calls (by running, not by reading test sources) -------------------------------------------
+import promptopt  # noqa: E402
+import promptopt.plugins as _plugins  # noqa: E402
+from promptopt import hookspecs as _hookspecs  # noqa: E402
+
+HOOKS_CALLED: set[str] = set()
+HOOK_NAMES = sorted(n for n in dir(_hookspecs) if getattr(getattr(_hookspecs, n), "promptopt_spec", None) is not None)
+
+
+class HookRecorder:
+    """Added to every plugin manager the tests build: records each hook the engine, runs and CLI call."""
+
+    @promptopt.hookimpl
+    def register_optimizers(self, register):
+        HOOKS_CALLED.add("register_optimizers")
+
+    @promptopt.hookimpl
+    def register_tasks(self, register):
+        HOOKS_CALLED.add("register_tasks")
+
+    @promptopt.hookimpl
+    def register_commands(self, cli):
+        HOOKS_CALLED.add("register_commands")
+
+    @promptopt.hookimpl
+    def run_start(self, run):
+        HOOKS_CALLED.add("run_start")
+
+    @promptopt.hookimpl
+    def training_step(self, run, step, loss, lr):
+        HOOKS_CALLED.add("training_step")
+
+    @promptopt.hookimpl
+    def evaluation(self, run, step, split, metrics):
+        HOOKS_CALLED.add("evaluation")
+
+    @promptopt.hookimpl
+    def run_end(self, run, result):
+        HOOKS_CALLED.add("run_end")
+
+
+_make = _plugins.make_plugin_manager
+
+
+def _recording_plugin_manager(allow=None, extra_plugins=()):
+    return _make(allow, [*extra_plugins, HookRecorder()])
+
+
+_plugins.make_plugin_manager = _recording_plugin_manager
+_plugins.reset_plugin_manager()
+
+
+def missing_hooks(called: set[str]) -> list[str]:
+    """Hookspecs no test called."""
+    return [n for n in HOOK_NAMES if n not in called]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The meta-test: after a whole-suite run (every test file, no -k/-m, nothing failed), every hookspec must have
+    been called by some test in this process; otherwise the session fails, naming the hooks."""
+    config = session.config
+    if exitstatus != 0 or config.getoption("keyword") or config.getoption("markexpr") or not session.items:
+        return
+    files = {Path(str(item.fspath)).name for item in session.items}
+    if files != {p.name for p in Path(__file__).parent.glob("test_*.py")}:
+        return
+    missing = missing_hooks(HOOKS_CALLED)
+    if missing:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"hookspecs no test called: {missing} (add a test that makes the engine call them)",
+                                red=True)  # fmt: skip
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 CORPUS = [
     line["text"] for split in ("train", "dev", "test")
     for line in map(json.loads, (TINY_REVIEWS / f"{split}.jsonl").read_text().splitlines())
