@@ -71,3 +71,40 @@ def test_method_declares_a_documented_config(method):
     assert cls.name == method and cls.description
     for name, _type, _default, help_text in field_help(cls.config_class):
         assert help_text, f"{method}: option {name} has no help text"
+
+
+class HookOrder:
+    def __init__(self):
+        self.calls = []
+
+    @promptopt.hookimpl
+    def run_start(self, run):
+        self.calls.append(("run_start", None))
+
+    @promptopt.hookimpl
+    def training_step(self, run, step, loss, lr):
+        self.calls.append(("training_step", step))
+
+    @promptopt.hookimpl
+    def evaluation(self, run, step, split, metrics):
+        self.calls.append(("evaluation", split))
+
+    @promptopt.hookimpl
+    def run_end(self, run, result):
+        self.calls.append(("run_end", result.status))
+
+
+def test_run_hooks_are_called_in_order(method, tiny_lms, tmp_path):
+    from promptopt.plugins import make_plugin_manager
+
+    order = HookOrder()
+    promptopt.run(method=method, task=TASK, output=str(tmp_path / "run"), lm=tiny_lms["causal"], seed=0,
+                  pm=make_plugin_manager(extra_plugins=[order]), **SMALL)  # fmt: skip
+    names = [name for name, _ in order.calls]
+    assert names[0] == "run_start" and names[-1] == "run_end" and order.calls[-1][1] == "ok"
+    assert names.count("run_start") == names.count("run_end") == 1
+    assert order.calls[-2] == ("evaluation", "eval") and names.count("evaluation") >= 1  # the reported split, last
+    assert all(split != "eval" for name, split in order.calls[:-2] if name == "evaluation")
+    steps = [s for name, s in order.calls if name == "training_step"]
+    # steps count from 1, one by one (a method that trains several templates starts again at 1 for each)
+    assert not steps or (steps[0] == 1 and all(b in (a + 1, 1) for a, b in zip(steps, steps[1:])))

@@ -248,8 +248,9 @@ def fit(
 ) -> FitResult:
     """Train the parameters of ``params`` (and nothing else) on ``examples``.
 
-    ``params()`` returns ``{segment name: (n, hidden) tensor}``. The loss is ``loss_fn(values, batch)`` or, given
-    ``scorer`` and ``prompt``, ``scorer.loss(prompt, batch, vectors=values)``. The selection evaluation is
+    ``params()`` returns ``{segment name: (n, hidden) tensor}``. The loss is ``loss_fn(values, batch)``, else
+    ``params.loss(values, batch)`` when the module defines one, else, given ``scorer`` and ``prompt``,
+    ``scorer.loss(prompt, batch, vectors=values)``. The selection evaluation is
     ``evaluate_fn(values)`` (an ``EvalResult`` or a metrics dict with ``"score"``, higher is better) or, given
     ``scorer``, ``prompt`` and ``select``, ``scorer.evaluate(prompt.with_vectors(values), select)``. ``hook`` (the
     plugin manager's ``pm.hook``) gets ``training_step`` and ``evaluation`` calls with ``run``. ``frozen`` (by
@@ -263,6 +264,8 @@ def fit(
     and its evaluation), keeping the best state evaluated so far.
     """
     start_time = time.perf_counter()
+    if loss_fn is None and callable(getattr(params, "loss", None)):
+        loss_fn = params.loss  # the module's own objective (e.g. a sharpness-aware or regularised loss)
     if scorer is not None and prompt is not None:
         if loss_fn is None:
             loss_fn = lambda values, batch: scorer.loss(prompt, batch, vectors=values)  # noqa: E731
