@@ -151,7 +151,8 @@ def _efficiency_charts(board: Leaderboard, colors: dict[str, str]) -> list[str]:
                 {"x": r.n_train, "y": r.mean, "low": r.ci_low, "high": r.ci_high,
                  "tip": f"{method}, {fmt.number(r.n_train, 0)} training examples ({r.variant}): "
                         f"{fmt.score_ci(r.mean, r.ci_low, r.ci_high)}%"} for r in mine]})  # fmt: skip
-        if not any(len({p["x"] for p in ln["points"]}) >= 2 for ln in lines):
+        lines = [ln for ln in lines if len({p["x"] for p in ln["points"]}) >= 2]  # one size (or none used): no line
+        if not lines:
             continue
         title = f"Data efficiency: {task}" + (f" · {rest}" if rest else "") + (f" ({model})" if many_models else "")
         out.append(efficiency_chart(title, lines, colors, "training examples (log scale)", "score (%), 95% interval"))

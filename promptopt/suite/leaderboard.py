@@ -703,6 +703,10 @@ def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> R
     except (OSError, json.JSONDecodeError, AttributeError):
         compute = None
     settings = _settings_of(_read_config(run_dir, result.config if isinstance(result.config, dict) else None))
+    named = parse_variant_dir(run_dir.parent.name) if re.fullmatch(r"seed\d+", run_dir.name) else None
+    for key, value in (named or {}).items():  # a suite's run directory names its setting (runs before data.shots)
+        if settings[key] is None:
+            settings[key] = value
     ids, golds, preds = _read_predictions(run_dir)
     prompt_text = result.prompt_text or ""
     return RunEntry(
