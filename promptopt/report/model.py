@@ -402,6 +402,12 @@ def _decide(group: list[Row], comparisons: list[Comparison]) -> None:
             r.tied, r.tied_with = True, [top.method]
 
 
+def _variant_order(item) -> tuple:
+    """Variants in the order of their training-set size (numbers, not text), then by name."""
+    return (item.shots if item.shots is not None else -1, item.max_train if item.max_train is not None else -1,
+            item.variant)  # fmt: skip
+
+
 def build_leaderboard(runs: list[RunEntry], title: str = "promptopt leaderboard", meta: dict | None = None,
                       n_resamples: int = 1000, seed: int = 0) -> Leaderboard:  # fmt: skip
     """Aggregate runs into rows and compare them: per (model, task, variant), methods ordered by mean score (best
@@ -410,7 +416,7 @@ def build_leaderboard(runs: list[RunEntry], title: str = "promptopt leaderboard"
     ``n_resamples`` and ``seed`` drive every bootstrap (:func:`promptopt.report.stats.resample_indices`)."""
     runs = list(runs)
     assign_variants(runs)
-    runs.sort(key=lambda r: (r.model, r.task, r.method, r.variant, r.seed, r.run_dir))
+    runs.sort(key=lambda r: (r.model, r.task, r.method, *_variant_order(r), r.seed, r.run_dir))
     labels_of: dict[tuple[str, str], list[str]] = {}
     for run in runs:
         labels_of.setdefault((run.model, run.task), []).extend([*run.golds, *run.preds])
@@ -439,7 +445,7 @@ def build_leaderboard(runs: list[RunEntry], title: str = "promptopt leaderboard"
         _row_interval(row, ok, labels_of[model, task], resamples)
         rows.append(row)
         ok_of[id(row)] = ok
-    rows.sort(key=lambda r: (r.model, r.task, r.variant, r.mean is None, -(r.mean or 0.0), r.method))
+    rows.sort(key=lambda r: (r.model, r.task, *_variant_order(r), r.mean is None, -(r.mean or 0.0), r.method))
     comparisons = []
     for key in _unique((r.model, r.task, r.variant) for r in rows):
         group = [r for r in rows if (r.model, r.task, r.variant) == key]
