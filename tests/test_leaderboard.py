@@ -251,21 +251,26 @@ def test_read_curves_keeps_numeric_steps_and_skips_what_it_cannot_read(tmp_path)
     assert len(thinned) == 50 and thinned[0] == [0, 0.0] and thinned[-1] == [999, 999.0]
 
 
-def test_leaderboard_command_runs_the_suite_then_resumes(tmp_path, tiny_model_dirs):
+def leaderboard_command(out, model_dir, *extra: str):
+    """``promptopt leaderboard`` of the manual method on the tiny task and model, with ``extra`` options."""
     from click.testing import CliRunner
 
     from promptopt.cli import cli
 
+    args = ["leaderboard", "--methods", "manual", "--tasks", "tiny-reviews", "--models", str(model_dir), "--output",
+            str(out), "--max-eval", "8", "--device", "cpu", *extra]  # fmt: skip
+    return CliRunner().invoke(cli, args)
+
+
+def test_leaderboard_command_runs_the_suite_then_resumes(tmp_path, tiny_model_dirs):
     out = tmp_path / "board"
-    args = ["leaderboard", "--methods", "manual", "--tasks", "tiny-reviews", "--seeds", "2", "--models",
-            str(tiny_model_dirs["causal"]), "--output", str(out), "--max-eval", "8", "--device", "cpu",
-            "--steps", "5", "--title", "Tiny board"]  # fmt: skip
-    first = CliRunner().invoke(cli, args)
+    args = (out, tiny_model_dirs["causal"], "--seeds", "2", "--steps", "5", "--title", "Tiny board")
+    first = leaderboard_command(*args)
     assert first.exit_code == 0, first.output
     assert "2 ok, 0 failed" in first.output and "report (html)" in first.output
     markdown = (out / "report.md").read_text()
     assert markdown.startswith("# Tiny board") and "train.steps=5" in markdown and "--seeds 2" in markdown
-    second = CliRunner().invoke(cli, args)
+    second = leaderboard_command(*args)
     assert second.exit_code == 0 and second.output.count("finished before, skipped") == 2
 
 
@@ -341,16 +346,9 @@ def test_sizes_and_template_settings_are_checked():
 
 
 def test_leaderboard_command_takes_a_list_of_shots(tmp_path, tiny_model_dirs):
-    from click.testing import CliRunner
-
-    from promptopt.cli import cli
-
-    out = tmp_path / "board"
-    args = ["leaderboard", "--methods", "manual", "--tasks", "tiny-reviews", "--seeds", "1", "--models",
-            str(tiny_model_dirs["causal"]), "--output", str(out), "--max-eval", "8", "--device", "cpu",
-            "--shots", "2,4", "--same-template", "first"]  # fmt: skip
-    result = CliRunner().invoke(cli, args)
+    result = leaderboard_command(tmp_path / "board", tiny_model_dirs["causal"], "--seeds", "1", "--shots", "2,4",
+                                 "--same-template", "first")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "manual / shots2 / seed 0: ok" in result.output and "manual / shots4 / seed 0: ok" in result.output
-    bad = CliRunner().invoke(cli, [*args[:-4], "--shots", "2,two"])
+    bad = leaderboard_command(tmp_path / "other", tiny_model_dirs["causal"], "--shots", "2,two")
     assert bad.exit_code == 2 and "--shots '2,two'" in bad.output
