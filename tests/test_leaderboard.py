@@ -299,7 +299,7 @@ def test_a_suite_over_training_sizes_runs_each_size_and_plots_data_efficiency(tm
     page = result.reports["html"].read_text()
     assert 'aria-label="Data efficiency: tiny-reviews"' in page
     assert read_json(tmp_path / "board" / "suite.json")["config"]["shots"] == [2, 4]
-    assert "shots=2,4" in result.reports["md"].read_text()
+    assert "shots=2,4" in result.reports["md"].read_text() and "### Data efficiency: tiny-reviews" in result.reports["md"].read_text()
     again = run_suite(suite(tmp_path, ["manual", "fixed-soft"], shots=[2, 4]), pm=pm, load=loader)
     assert all(e.skipped for e in again.entries)
 

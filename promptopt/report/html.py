@@ -9,7 +9,6 @@ from __future__ import annotations
 from . import fmt
 from .inspection import hard_token_segments, soft_summary
 from .model import Leaderboard, Row
-from .model import size_label
 from .svg import MARKERS, _unique, bar_chart, colors_for, efficiency_chart, esc, line_chart, scatter_chart
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -128,32 +127,16 @@ def _charts(board: Leaderboard) -> list[str]:
     return out
 
 
-def _without_size(row: Row) -> str:
-    """The row's variant less its training-set size part (what stays fixed along a data-efficiency line)."""
-    size = size_label(row.shots, row.max_train)
-    parts = [p for p in row.variant.split("; ") if p and p != size]
-    return "; ".join(parts)
-
-
 def _efficiency_charts(board: Leaderboard, colors: dict[str, str]) -> list[str]:
-    """Score against training examples, one line per method, for every (model, task, template setting) where some
-    method ran at two or more training-set sizes."""
+    """Score against training examples, one line per method (:meth:`Leaderboard.efficiency`)."""
     out = []
     many_models = len(board.models) > 1
-    keys = _unique((r.model, r.task, _without_size(r)) for r in board.rows)
-    for model, task, rest in keys:
-        rows = [r for r in board.rows if (r.model, r.task, _without_size(r)) == (model, task, rest)
-                and r.mean is not None and r.n_train is not None]  # fmt: skip
-        lines = []
-        for method in _unique(r.method for r in rows):
-            mine = sorted((r for r in rows if r.method == method), key=lambda r: r.n_train)
-            lines.append({"series": method, "points": [
-                {"x": r.n_train, "y": r.mean, "low": r.ci_low, "high": r.ci_high,
-                 "tip": f"{method}, {fmt.number(r.n_train, 0)} training examples ({r.variant}): "
-                        f"{fmt.score_ci(r.mean, r.ci_low, r.ci_high)}%"} for r in mine]})  # fmt: skip
-        lines = [ln for ln in lines if len({p["x"] for p in ln["points"]}) >= 2]  # one size (or none used): no line
-        if not lines:
-            continue
+    for model, task, rest, curves in board.efficiency():
+        lines = [{"series": method, "points": [
+            {"x": r.n_train, "y": r.mean, "low": r.ci_low, "high": r.ci_high,
+             "tip": f"{method}, {fmt.number(r.n_train, 0)} training examples ({r.variant}): "
+                    f"{fmt.score_ci(r.mean, r.ci_low, r.ci_high)}%"} for r in rows]}
+            for method, rows in curves.items()]  # fmt: skip
         title = f"Data efficiency: {task}" + (f" · {rest}" if rest else "") + (f" ({model})" if many_models else "")
         out.append(efficiency_chart(title, lines, colors, "training examples (log scale)", "score (%), 95% interval"))
     return out

@@ -86,6 +86,18 @@ def meta_lines(board: Leaderboard) -> list[str]:
     return out
 
 
+def efficiency_lines(board: Leaderboard) -> list[str]:
+    """Data-efficiency tables: score [95% CI] per method and training-set size (:meth:`Leaderboard.efficiency`)."""
+    out = []
+    for model, task, rest, curves in board.efficiency():
+        sizes = sorted({r.n_train for rows in curves.values() for r in rows})
+        title = f"### Data efficiency: {md(task)}" + (f" · {md(rest)}" if rest else "") + f" ({md(model)})"
+        body = [[md(method), *[next((fmt.score_ci(r.mean, r.ci_low, r.ci_high) for r in rows if r.n_train == n), "–")
+                               for n in sizes]] for method, rows in curves.items()]  # fmt: skip
+        out += [title, ""] + _table(["Method", *[f"{fmt.number(n, 0)} train" for n in sizes]], body) + [""]
+    return out
+
+
 def render_markdown(board: Leaderboard) -> str:
     """The leaderboard as Markdown: results and significance per model, failed runs, prompts, and the soft-prompt
     inspection."""
@@ -98,6 +110,7 @@ def render_markdown(board: Leaderboard) -> str:
         lines += results_lines(board, model)
         lines.append("")
         lines += significance_lines(board, model)
+    lines += efficiency_lines(board)
     lines += [
         "★ best of its task, significantly. " + fmt.SIGNIFICANCE_NOTE + " Seed std: sample standard deviation of the "
         "score over seeds (points). Train n: training examples the method was given. Template: the one each row "

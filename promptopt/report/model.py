@@ -209,6 +209,21 @@ class Leaderboard:
     def comparisons_of(self, model: str, task: str) -> list[Comparison]:
         return [c for c in self.comparisons if c.model == model and c.task == task]
 
+    def efficiency(self) -> list[tuple[str, str, str, dict[str, list[Row]]]]:
+        """Data-efficiency curves: ``(model, task, rest, {method: rows by training examples})`` for every (model,
+        task, variant less its size part) where a method has scores at two or more training-set sizes (``n_train``);
+        methods with fewer (e.g. one that uses no training examples) are left out."""
+        out = []
+        for model, task, rest in _unique((r.model, r.task, _without_size(r)) for r in self.rows):
+            rows = [r for r in self.rows if (r.model, r.task, _without_size(r)) == (model, task, rest)
+                    and r.mean is not None and r.n_train is not None]  # fmt: skip
+            lines = {m: sorted((r for r in rows if r.method == m), key=lambda r: r.n_train)
+                     for m in _unique(r.method for r in rows)}  # fmt: skip
+            lines = {m: rs for m, rs in lines.items() if len({r.n_train for r in rs}) >= 2}
+            if lines:
+                out.append((model, task, rest, lines))
+        return out
+
     def to_json(self) -> dict:
         return {"schema": REPORT_SCHEMA, "schema_version": self.schema_version, "title": self.title, "meta": self.meta,
                 "rows": [asdict(r) for r in self.rows], "runs": [asdict(r) for r in self.runs],
@@ -274,6 +289,12 @@ def template_label(run: RunEntry) -> str:
     if len(run.templates) == 1:
         return f"template {run.templates[0]!r}"
     return f"all {len(run.templates)} templates" if run.templates else "the task's templates"
+
+
+def _without_size(row: Row) -> str:
+    """The row's variant less its training-set size part (what stays fixed along a data-efficiency curve)."""
+    size = size_label(row.shots, row.max_train)
+    return "; ".join(p for p in row.variant.split("; ") if p and p != size)
 
 
 def assign_variants(runs: list[RunEntry]) -> None:
