@@ -31,6 +31,7 @@ back to that length) and ends with the prompt an uninterrupted run with the same
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import random
@@ -77,7 +78,7 @@ class AutoPromptConfig:
     accumulation: int | None = field(default=None, metadata={"help": "batches whose gradients are summed per iteration (default: --grad-accum)"})
     batch_size: int | None = field(default=None, metadata={"help": "examples per gradient batch; candidates are re-scored on `accumulation` fresh batches (default: --batch-size)"})
     position: PositionChoice = field(default=PositionChoice.RANDOM, metadata={"help": "trigger position changed each iteration: random or round-robin"})
-    time_budget: float = field(default=0.0, metadata={"help": "stop searching after this many seconds (0 = no limit)"})
+    time_budget: float = field(default=0.0, metadata={"help": "stop searching after this many seconds (0 = no limit)", "resume_free": True})
     exclude: list[str] = field(default_factory=list, metadata={"help": "words never used as trigger tokens (comma-separated)"})
     init_token: str = field(default="the", metadata={"help": "token every trigger slot starts as: a word, a special token such as [MASK], or e.g. \\n"})
     init_text: str = field(default="", metadata={"help": "text whose tokens fill the trigger slots in order instead (exactly one token per slot), e.g. to start from a manual phrase"})
@@ -91,7 +92,7 @@ class AutoPromptConfig:
     label_examples: int = field(default=512, metadata={"help": "training examples the label search fits on (0 = all)"})
     label_candidates: int = field(default=50, metadata={"help": "M: words per class proposed (classifier and model) and then chosen by how well they classify the fitted examples (0 = AutoPrompt's classifier ranking alone)"})  # fmt: skip
     confirm: int = field(default=1, metadata={"help": "fresh batches on which the best candidate must also beat the current prompt before it is kept (0 = AutoPrompt's rule: one batch decides)"})  # fmt: skip
-    checkpoint_every: int = field(default=1, metadata={"help": "write the resumable search state every N iterations (0 = off)"})
+    checkpoint_every: int = field(default=1, metadata={"help": "write the resumable search state every N iterations (0 = off)", "resume_free": True})
 
     def __post_init__(self):
         self.position = enum_value(PositionChoice, self.position, "AutoPromptConfig.position")
@@ -169,7 +170,7 @@ class AutoPromptOptimizer(PromptOptimizer):
 
 CHECKPOINT_FILE = "autoprompt.json"
 # options that may change between an interrupted run and its resumption
-_SCHEDULE_FREE = ("time_budget", "checkpoint_every")
+_SCHEDULE_FREE = tuple(f.name for f in dataclasses.fields(AutoPromptConfig) if f.metadata.get("resume_free"))
 
 
 def _load_checkpoint(path, fingerprint: dict) -> dict:
@@ -189,6 +190,7 @@ class _Search:
 
     def __init__(self, cfg: AutoPromptConfig, run: RunContext, prompt: Prompt, train: list[Example], rng, slots, start):
         self.cfg, self.run, self.prompt, self.rng, self.slots, self.start = cfg, run, prompt, rng, slots, start
+        self.flops_start = run.compute.flops
         self.scorer = run.scorer
         self.stream = _Stream(train, rng)
         self.embeddings = run.lm.embeddings.weight
@@ -215,6 +217,9 @@ class _Search:
             if self.cfg.time_budget and time.perf_counter() - self.start > self.cfg.time_budget:
                 self.stopped = "time_budget"
                 break
+            if self.run.compute.exhausted:  # the run's --budget-flops
+                self.stopped = "compute_budget"
+                break
             self._iterate(it, batch_size, accumulation)
             self.iterations = it
             if self.cfg.select_every and it % self.cfg.select_every == 0:
@@ -234,6 +239,7 @@ class _Search:
             "fingerprint": self.fingerprint,
             "iterations": self.iterations, "accepted": self.accepted, "candidates_scored": self.scored,
             "elapsed_seconds": time.perf_counter() - self.start,
+            "flops": self.run.compute.flops - self.flops_start,
             "tokens": _tokens(self.prompt), "current_scored": self.prompt is self.last_scored,
             "best": {"tokens": _tokens(best_prompt), "metrics": best_metrics, "key": list(self.best_key)},
             "rng": [version, list(internal), gauss], "stream_order": list(self.stream.order),
@@ -245,6 +251,8 @@ class _Search:
         """Continue from a state written by :meth:`save`; the history is cut back to its length then."""
         self.iterations, self.accepted, self.scored = saved["iterations"], saved["accepted"], saved["candidates_scored"]
         self.start = time.perf_counter() - saved["elapsed_seconds"]
+        self.run.compute.totals.flops += saved.get("flops", 0.0)  # spent before the interruption
+        self.flops_start = self.run.compute.flops - saved.get("flops", 0.0)
         self.prompt = _with_tokens(self.prompt, saved["tokens"])
         if saved["current_scored"]:
             self.last_scored = self.prompt
@@ -296,7 +304,7 @@ class _Search:
                       "best_candidate_loss": round(float(losses[1 + j]), 5) if candidates else None,
                       **({"confirm_losses": confirm} if confirm is not None else {}),
                       "accepted": accepted, "prompt": self.prompt.text(tokenizer),
-                      "seconds": round(time.perf_counter() - t0, 3)})  # fmt: skip
+                      "seconds": round(time.perf_counter() - t0, 3), "flops": self.run.compute.flops - self.flops_start})  # fmt: skip
 
     def _gradients(self, batches: list[list[Example]]):
         """Sum over batches of d(loss)/d(trigger embeddings), per token segment; and the mean loss."""

@@ -23,6 +23,9 @@ class ManualOptimizer(PromptOptimizer):
     def optimize(self, run: RunContext) -> OptimizeResult:
         best = None
         for i, template in enumerate(run.templates):
+            if best is not None and run.compute.exhausted:  # --budget-flops: keep the best scored so far
+                run.log({"stopped": "compute_budget", "templates_scored": i})
+                break
             prompt = Prompt.from_template(template, label_words=self.config.label_words or None)
             prompt.check_fields(run.task.inputs)
             result = run.evaluate(prompt, step=i, progress=f"template {i + 1}/{len(run.templates)}" if run.progress else False)

@@ -91,13 +91,18 @@ def _load_templates(template, templates_file):
 @click.option("--label-k", type=int, default=3, show_default=True, help="Label words per class found by --label-search.")
 @click.option("--label-candidates", type=int, default=50, show_default=True,
               help="Words per class --label-search proposes, then chooses among by accuracy (0 = classifier ranking only).")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory.")
+@click.option("--eval-seed", type=int, default=0, show_default=True,
+              help="Seed of the --max-eval sample of the reported split (the same for every method and --seed).")
+@click.option("--budget-flops", type=float, default=None,
+              help="Stop the method once it has spent this many estimated FLOPs (training or search, selection included).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory (same settings only).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the same directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @_train_options
 def run(method, task, model, model_kind, seed, output, max_train, shots, max_eval, select_split, eval_split, template,
         templates_file, options, batch_size, device, dtype, padding_side, device_map, quantize, gradient_checkpointing,
-        label_search, label_k, label_candidates, resume, overwrite, no_progress, **train):  # fmt: skip
+        label_search, label_k, label_candidates, eval_seed, budget_flops, resume, overwrite, no_progress,
+        **train):  # fmt: skip
     """Optimise a prompt for a task with one method, score it, and write a run directory."""
     from promptopt.pipeline.runner import RunOptions
     from promptopt.pipeline.runner import run as api_run
@@ -110,6 +115,7 @@ def run(method, task, model, model_kind, seed, output, max_train, shots, max_eva
         gradient_checkpointing=gradient_checkpointing, method_options=cfg.parse_pairs(options),
         train={k[len("train_"):]: v for k, v in train.items() if v is not None}, label_search=label_search,
         label_k=label_k, label_candidates=label_candidates, resume=resume, overwrite=overwrite, progress=not no_progress,
+        eval_seed=eval_seed, budget_flops=budget_flops,
     )  # fmt: skip
     result = api_run(opts)
     metrics = result.metrics["eval"]
@@ -122,6 +128,9 @@ def run(method, task, model, model_kind, seed, output, max_train, shots, max_eva
     click.echo(f"eval:      {shown} on {metrics['n']} examples of {result.config['data']['eval_split']}")
     click.echo(f"time:      optimise {result.train_seconds:.1f}s, evaluate {result.eval_seconds:.1f}s "
                f"({result.eval_examples_per_second:.1f} ex/s)")  # fmt: skip
+    spent = result.compute
+    click.echo(f"compute:   optimise {spent['train']['flops']:.3g} FLOPs, evaluate {spent['eval']['flops']:.3g} FLOPs"
+               + (" (budget spent: stopped early)" if result.budget_spent else ""))  # fmt: skip
     click.echo(f"written:   {result.output_dir}")
 
 

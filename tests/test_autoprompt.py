@@ -165,7 +165,7 @@ def test_search_state_is_checkpointed_as_json_and_resumed_only_with_the_same_opt
     first = promptopt.run(**args, method_options={"candidates": 2})
     state = json.loads((tmp_path / "run" / "checkpoint" / "autoprompt.json").read_text())
     assert state["iterations"] == 2 and len(state["rng"][1]) == 625 and state["tokens"].keys() == {"t0"}
-    with pytest.raises(ConfigError, match="cannot resume: 'config' was"):
+    with pytest.raises(ConfigError, match="cannot resume: field method_config.candidates was 2 and is now 3"):
         promptopt.run(**args, method_options={"candidates": 3}, resume=True)
     again = promptopt.run(**args, method_options={"candidates": 2, "time_budget": 60}, resume=True)
     assert again.prompt_text == first.prompt_text and again.select_metrics == first.select_metrics

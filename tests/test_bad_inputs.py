@@ -81,6 +81,9 @@ CASES = {
     "bad dtype": (spec(), "d.jsonl", ROWS, ["--dtype", "int3", "--model", "/nonexistent/model"], "int3"),
     "nonexistent local model": (spec(), "d.jsonl", ROWS, ["--model", "/nonexistent/model"], "no such local directory"),
     "output path is a file": (spec(), "d.jsonl", ROWS, ["--output", "{tmp}/afile"], "is a file, not a directory"),
+    "select on the reported split": (spec(), "d.jsonl", ROWS, ["--select-split", "dev", "--eval-split", "dev"],
+                                     "is the reported split"),
+    "budget not positive": (spec(), "d.jsonl", ROWS, ["--budget-flops", "0"], "--budget-flops must be > 0"),
 }
 
 

@@ -24,7 +24,11 @@ def test_run_writes_a_complete_run_directory(tiny_model_dirs, tmp_path):
     assert names == ["config.json", "history.jsonl", "metrics.json", "predictions.jsonl", "prompt", "result.json"]
     config = json.loads((out / "config.json").read_text())
     assert config["templates"] == ["Review: {text}\nSentiment:{answer}", "{text} It was{answer}"]
-    assert config["data"] == {"select_split": "dev", "eval_split": "test", "select": 12, "eval": 12, "train": 0}
+    data = config["data"]
+    assert {k: data[k] for k in ("select_split", "eval_split", "select", "eval", "train")} == {
+        "select_split": "dev", "eval_split": "test", "select": 12, "eval": 12, "train": 0}
+    assert set(data["ids"]) == {"train", "select", "eval"} and data["ids"]["eval"].startswith("12:")
+    assert config["fingerprint"]["data"]["eval"] == data["ids"]["eval"]
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 12
     res = json.loads((out / "result.json").read_text())

@@ -48,7 +48,7 @@ def test_saved_prompt_rescored_by_the_engine_gives_the_reported_metrics(method, 
     lm = tiny_lms["causal"]
     result = promptopt.run(method=method, task=TASK, output=str(tmp_path / "run"), lm=lm, seed=2, **SMALL)
     prompt = Prompt.load(tmp_path / "run" / "prompt")
-    rescored = promptopt.evaluate_prompt(tmp_path / "run" / "prompt", TASK, split="test", lm=lm, max_eval=8, seed=2,
+    rescored = promptopt.evaluate_prompt(tmp_path / "run" / "prompt", TASK, split="test", lm=lm, max_eval=8,
                                          progress=False)  # fmt: skip
     assert rescored.metrics["accuracy"] == result.metrics["eval"]["accuracy"]
     assert prompt.meta["method"] == method

@@ -80,6 +80,8 @@ class TaskSpec:
     description: str = ""
     split_from: dict[str, Any] | None = None
     label_names: dict[str, str] = field(default_factory=dict)
+    #: splits :meth:`load_split` refuses: a run withholds its reported split from the method
+    withheld: tuple[str, ...] = ()
 
     @property
     def labels(self) -> list[str]:
@@ -93,6 +95,9 @@ class TaskSpec:
 
     def load_split(self, split: str, data_root: str | Path | None = None) -> list[Example]:
         """Read one split (``train``, ``dev`` or ``test``) into examples, checking every row."""
+        if split in self.withheld:
+            raise PromptoptError(f"task {self.name!r}: split {split!r} is this run's reported split; a method never "
+                                 "reads it (optimise on run.train, choose on run.select)")  # fmt: skip
         if self.split_from:
             return self._split_from(split, data_root)
         if split not in self.splits:

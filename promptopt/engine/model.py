@@ -11,7 +11,7 @@ import enum
 import importlib.util
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,6 +42,10 @@ class LoadedModel:
     dtype: torch.dtype
     #: layers recompute their activations in the backward pass (:func:`enable_gradient_checkpointing`)
     gradient_checkpointing: bool = False
+    #: the directory the weights were read from (None: built in memory)
+    path: str | None = None
+    #: how the weights were placed: ``quantize`` and ``device_map`` as given to :func:`load_model`
+    placement: dict = field(default_factory=dict)
 
     @property
     def embeddings(self) -> torch.nn.Embedding:
@@ -132,6 +136,87 @@ def default_model_dir() -> Path:
     return target
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, cached under the cache directory by (path, size, modification time)."""
+    import hashlib
+    import json
+
+    path = Path(path).resolve()
+    st = path.stat()
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    store = cache_dir() / "hashes.json"
+    try:
+        known = json.loads(store.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    known[key] = digest = h.hexdigest()
+    try:
+        from promptopt.data.files import write_json
+
+        write_json(store, known)
+    except OSError:  # a read-only cache only costs the hash again next time
+        pass
+    return digest
+
+
+def model_identity(lm: LoadedModel) -> dict:
+    """What identifies the weights a run scored with: name, where they came from, a hash or a Hub revision, dtype.
+
+    The embedded model is identified by the SHA-256 of its Q4_1 GGUF file (its cached float32 copy is a pure
+    function of it); a local directory by a hash over its weight files; a Hub model by the revision transformers
+    resolved (``config._commit_hash``). Computed once per model (file hashes are cached on disk).
+    """
+    known = getattr(lm, "_identity", None)
+    if known is not None:
+        return known
+    out: dict = {"name": lm.name, "kind": lm.kind.value, "dtype": str(lm.dtype).replace("torch.", ""),
+                 **{k: v for k, v in lm.placement.items() if v}}  # fmt: skip
+    revision = getattr(lm.model.config, "_commit_hash", None)
+    if lm.name == DEFAULT_MODEL and lm.path == str(default_model_dir()):
+        spec = importlib.util.find_spec(_GGUF_PACKAGE)
+        gguf = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE if spec else None
+        out["source"] = f"{_GGUF_PACKAGE}/{_GGUF_FILE} (Q4_1 GGUF, dequantized to float32)"
+        out["weights"] = "sha256:" + file_sha256(gguf) if gguf is not None and gguf.exists() else None
+    elif lm.path and Path(lm.path).expanduser().is_dir():
+        import hashlib
+
+        files = sorted(p for p in Path(lm.path).expanduser().iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        h = hashlib.sha256()
+        for p in files:
+            h.update(f"{p.name}:{file_sha256(p)}\n".encode())
+        out["path"] = str(Path(lm.path).expanduser().resolve())
+        out["weights"] = "sha256:" + h.hexdigest() if files else None
+    elif revision:
+        out["revision"] = revision
+    else:  # built in memory: hash the parameters themselves
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, t in sorted(lm.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        out["weights"] = "sha256:" + h.hexdigest()
+    tok = lm.tokenizer
+    try:
+        import hashlib
+
+        vocab = tok.backend_tokenizer.to_str() if hasattr(tok, "backend_tokenizer") else repr(sorted(tok.get_vocab().items()))
+        out["tokenizer"] = {"class": type(tok).__name__, "size": len(tok), "sha256": hashlib.sha256(vocab.encode()).hexdigest()}
+    except Exception:  # noqa: BLE001 - an exotic tokenizer: its class and size still identify it roughly
+        out["tokenizer"] = {"class": type(tok).__name__, "size": len(tok)}
+    lm._identity = out
+    return out
+
+
 def detect_kind(config) -> ModelKind:
     """Causal or masked, from the checkpoint's architecture names, else from which auto-class knows the config."""
     for arch in getattr(config, "architectures", None) or []:
@@ -191,7 +276,8 @@ def load_model(
         raise PromptoptError(f"{display}: a masked LM needs a tokenizer with a mask token")
     if extra:  # placed by Accelerate: inputs go where the input embeddings are
         dev = model.get_input_embeddings().weight.device
-    lm = freeze(LoadedModel(model, tokenizer, mk, display, dev, dt))
+    lm = freeze(LoadedModel(model, tokenizer, mk, display, dev, dt, path=path,
+                            placement={"quantize": quantize, "device_map": device_map}))  # fmt: skip
     return enable_gradient_checkpointing(lm) if gradient_checkpointing else lm
 
 

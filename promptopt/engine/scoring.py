@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from promptopt.engine import distributed
+from promptopt.engine.compute import compute_counter
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
@@ -106,6 +107,7 @@ class Scorer:
         self.facts = _model_facts(lm)
         self._pos_offset = position_offset(lm)
         self._verbalizers: dict = {}
+        self.compute = compute_counter(lm)  # every forward pass below is counted there
         self._check_fast_paths()
 
     # -- model plumbing ------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ writes checkpoints; they hold no process count, so a run resumes on any number o
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import logging
@@ -46,6 +47,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from promptopt.engine import distributed
+from promptopt.engine.compute import compute_counter
 from promptopt.errors import ConfigError, PromptoptError, enum_value
 from promptopt.data.files import atomic_path
 
@@ -68,7 +70,11 @@ class Schedule(str, enum.Enum):
 
 @dataclass
 class TrainConfig:
-    """Options of the shared training loop. Each is also a ``promptopt run`` flag (``--steps``, ``--lr``, ...)."""
+    """Options of the shared training loop. Each is also a ``promptopt run`` flag (``--steps``, ``--lr``, ...).
+
+    Fields whose metadata says ``"resume_free": True`` may change when a run is resumed (they do not change what
+    is trained); every other field is part of the run's fingerprint. Method configs follow the same convention.
+    """
 
     steps: int = field(default=300, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "training examples per step (before accumulation)"})
@@ -79,9 +85,9 @@ class TrainConfig:
     schedule: Schedule = field(default=Schedule.LINEAR, metadata={"help": "learning-rate schedule after warm-up"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = off)"})
-    eval_every: int = field(default=50, metadata={"help": "evaluate on the selection split every N steps (0 = only at the end)"})
-    patience: int = field(default=0, metadata={"help": "stop after N evaluations without improvement (0 = never)"})
-    checkpoint_every: int = field(default=50, metadata={"help": "write a resumable checkpoint every N steps (0 = off)"})
+    eval_every: int = field(default=50, metadata={"help": "evaluate on the selection split every N steps (0 = only at the end)", "resume_free": True})  # fmt: skip
+    patience: int = field(default=0, metadata={"help": "stop after N evaluations without improvement (0 = never)", "resume_free": True})  # fmt: skip
+    checkpoint_every: int = field(default=50, metadata={"help": "write a resumable checkpoint every N steps (0 = off)", "resume_free": True})  # fmt: skip
     group_by_length: int = field(default=16, metadata={"help": "sort the shuffled examples by length within runs of N batches, so batches hold similar lengths (0 = off)"})  # fmt: skip
 
     def __post_init__(self):
@@ -131,6 +137,8 @@ class FitResult:
     seconds: float
     trainable_parameters: int
     history: list[dict] = field(default_factory=list)
+    #: training stopped because the run's compute budget (``--budget-flops``) was spent
+    budget_spent: bool = False
 
 
 # -- data order ---------------------------------------------------------------------------------------------------
@@ -211,6 +219,9 @@ class _State:
     bad_evals: int = 0
     last_eval: int = -1
     stopped_early: bool = False
+    budget_spent: bool = False
+    #: FLOPs spent by this loop before the last checkpoint (a resumed run adds them to the model's counter)
+    flops: float = 0.0
     history: list = field(default_factory=list)
 
 
@@ -233,6 +244,7 @@ def fit(
     progress: bool | str = False,
     frozen: torch.nn.Module | None = None,
     length_fn: Callable[[Any], int] | None = None,
+    compute=None,
 ) -> FitResult:
     """Train the parameters of ``params`` (and nothing else) on ``examples``.
 
@@ -245,6 +257,10 @@ def fit(
 
     With a ``checkpoint_dir``, checkpoints are written there; with ``resume`` the latest one is loaded first (a
     missing one starts afresh). Returns a :class:`FitResult`; ``params`` is left holding the best state.
+
+    ``compute`` (by default the scorer's model's :class:`~promptopt.engine.compute.ComputeCounter`) carries the
+    run's budget: before each step the loop stops when the budget is spent (so it overshoots by at most one step
+    and its evaluation), keeping the best state evaluated so far.
     """
     start_time = time.perf_counter()
     if scorer is not None and prompt is not None:
@@ -256,6 +272,8 @@ def fit(
             length_fn = _prompt_length(scorer, prompt)
         if frozen is None:
             frozen = scorer.lm.model
+    if compute is None:
+        compute = getattr(run, "compute", None) or (compute_counter(scorer.lm) if scorer is not None else None)
     if loss_fn is None:
         raise PromptoptError("fit() needs a loss_fn, or a scorer and a prompt")
     trainable = _check_parameters(params, frozen)
@@ -276,6 +294,8 @@ def fit(
     if resume and ckpt is not None and ckpt.exists():
         state, best_state = _load_checkpoint(ckpt, params, optimizer, scheduler, fingerprint)
         resumed_from = state.step
+        if compute is not None:  # what the interrupted process spent counts toward this run's compute and budget
+            compute.totals.flops += state.flops
         log.info("resumed from %s at step %d", ckpt, state.step)
     else:
         _seed_everything(seed)
@@ -287,8 +307,16 @@ def fit(
         bar = tqdm(total=config.steps, initial=state.step, desc=progress if isinstance(progress, str) else "training",
                    unit="step", leave=False)  # fmt: skip
     n_params = sum(p.numel() for p in trainable)
-    done = state.step >= config.steps or state.stopped_early
+    done = state.step >= config.steps or state.stopped_early or state.budget_spent
+    flops_at_start = (compute.flops - state.flops) if compute is not None else 0.0
     while not done:
+        if compute is not None and compute.exhausted:
+            state.budget_spent = True
+            log.info("compute budget spent at step %d", state.step)
+            if ckpt is not None and distributed.is_main():
+                state.flops = compute.flops - flops_at_start
+                _save_checkpoint(ckpt, params, best_state, optimizer, scheduler, state, fingerprint)
+            break
         params.train()
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), dtype=torch.float64)
@@ -329,6 +357,7 @@ def fit(
         done = final or state.stopped_early
         if ckpt is not None and (done or (config.checkpoint_every and state.step % config.checkpoint_every == 0)) \
                 and distributed.is_main():
+            state.flops = compute.flops - flops_at_start if compute is not None else 0.0
             _save_checkpoint(ckpt, params, best_state, optimizer, scheduler, state, fingerprint)
         if bar is not None:
             postfix = {"loss": f"{total:.4f}"}
@@ -348,7 +377,7 @@ def fit(
     return FitResult(values=values, best_step=state.best_step, best_metrics=state.best_metrics, steps=state.step,
                      stopped_early=state.stopped_early, resumed_from=resumed_from,
                      seconds=time.perf_counter() - start_time, trainable_parameters=n_params,
-                     history=state.history)  # fmt: skip
+                     history=state.history, budget_spent=state.budget_spent)  # fmt: skip
 
 
 def _prompt_length(scorer, prompt):
@@ -415,7 +444,8 @@ def _seed_everything(seed: int) -> None:
 def _fingerprint(params, examples, config: TrainConfig, seed: int) -> dict:
     """What must match for a checkpoint to continue this run (the schedule-free options may change)."""
     shapes = {k: list(v.shape) for k, v in params.state_dict().items()}
-    keep = {k: v for k, v in config.to_json().items() if k not in ("eval_every", "patience", "checkpoint_every")}
+    free = {f.name for f in dataclasses.fields(config) if f.metadata.get("resume_free")}
+    keep = {k: v for k, v in config.to_json().items() if k not in free}
     return {"params": shapes, "examples": len(examples), "seed": seed, "train": keep}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import enum
 import typing
 from typing import Any
@@ -112,3 +113,10 @@ def to_dict(config) -> dict:
         f.name: (getattr(config, f.name).value if isinstance(getattr(config, f.name), enum.Enum) else getattr(config, f.name))
         for f in dataclasses.fields(config)
     }
+
+
+def fingerprint_dict(config) -> dict:
+    """:func:`to_dict` of a config dataclass without the fields marked ``metadata={"resume_free": True}`` (those
+    may change when a run is resumed), as plain JSON values."""
+    free = {f.name for f in dataclasses.fields(config) if f.metadata.get("resume_free")}
+    return {k: v for k, v in json.loads(json.dumps(to_dict(config), default=str)).items() if k not in free}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from promptopt.engine import distributed
+from promptopt.engine.compute import ComputeCounter, compute_counter
 from promptopt.engine.model import LoadedModel
 from promptopt.engine.scoring import EvalResult, Scorer
 from promptopt.engine.train import TrainConfig
@@ -43,8 +44,11 @@ class OptimizeResult:
 class RunContext:
     """Everything a method needs: the model, the task, the data splits, the scorer and the run's settings.
 
-    ``data`` holds the examples by role: ``train`` (to optimise on), ``select`` (to choose between prompts) and
-    ``eval`` (reported at the end, never shown to the method by the engine).
+    ``data`` holds the examples by role: ``train`` (to optimise on) and ``select`` (to choose between prompts).
+    The evaluation split is not here: the run scores the returned prompt on it after :meth:`PromptOptimizer.optimize`
+    returns, and ``task.load_split`` refuses to read it (see :func:`promptopt.pipeline.runner.run`).
+    ``compute`` counts what the model runs (:mod:`promptopt.engine.compute`); a search method should stop when
+    ``compute.exhausted`` (the run's ``--budget-flops``), as :func:`~promptopt.engine.train.fit` does.
     """
 
     method: str
@@ -65,6 +69,10 @@ class RunContext:
     @property
     def train(self) -> list[Example]:
         return self.data.get("train", [])
+
+    @property
+    def compute(self) -> ComputeCounter:
+        return compute_counter(self.lm)
 
     @property
     def select(self) -> list[Example]:

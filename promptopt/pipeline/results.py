@@ -34,6 +34,13 @@ class RunResult:
     peak_memory_mb: float = 0.0
     output_dir: str | None = None
     config: dict = field(default_factory=dict)
+    #: ``{"train": ..., "eval": ...}``: positions and FLOPs (:class:`promptopt.engine.compute.Compute`) spent by the
+    #: method (training, search and its selection scoring) and by the final evaluation
+    compute: dict = field(default_factory=dict)
+    #: whether the method stopped because ``--budget-flops`` was spent
+    budget_spent: bool = False
+    #: set when a suite found this run finished with the same fingerprint and did not run it again
+    reused: bool = False
     schema_version: int = RESULT_SCHEMA_VERSION
 
     def to_json(self) -> dict:
@@ -73,6 +80,52 @@ def prepare_output(out: Path, marker: str = "result.json", overwrite: bool = Fal
     if not resume and (out / "history.jsonl").exists():
         (out / "history.jsonl").unlink()
     return out
+
+
+class PeakMemory:
+    """Peak memory over one run, not the process's lifetime: on CUDA the allocator's peak, reset at the start; on
+    CPU the resident set size sampled every 20 ms by a background thread (Linux ``/proc``; elsewhere the process's
+    lifetime peak). Use as a context manager; :attr:`mb` is the peak in MiB."""
+
+    def __init__(self, device):
+        self.device, self.mb = device, 0.0
+        self._stop = None
+
+    def __enter__(self):
+        import threading
+
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif Path("/proc/self/statm").exists():
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._sample_once()
+            self._thread.start()
+        return self
+
+    def _sample_once(self) -> None:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        self.mb = max(self.mb, pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample_once()
+
+    def read(self) -> float:
+        """The peak so far (MiB)."""
+        if self._stop is None:
+            return peak_memory_mb(self.device)
+        self._sample_once()
+        return self.mb
+
+    def __exit__(self, *exc):
+        self.mb = self.read()
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+        return False
 
 
 def peak_memory_mb(device) -> float:

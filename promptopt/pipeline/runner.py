@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import random
@@ -20,15 +22,15 @@ import torch
 
 from promptopt.pipeline import config as cfg
 from promptopt.engine import distributed
-from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model
+from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model, model_identity
 from promptopt.engine.scoring import Scorer
 from promptopt.engine.train import TrainConfig
-from promptopt.errors import ConfigError
-from promptopt.data.files import write_json, write_jsonl
+from promptopt.errors import ConfigError, PromptoptError
+from promptopt.data.files import read_json, write_json, write_jsonl
 from promptopt.pipeline.methods import OptimizeResult, RunContext
 from promptopt.plugins import get_optimizer, get_plugin_manager, get_task
 from promptopt.data.prompt import Prompt
-from promptopt.pipeline.results import RunResult, environment, peak_memory_mb, prepare_output
+from promptopt.pipeline.results import PeakMemory, RunResult, environment, prepare_output
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
 from promptopt.pipeline.verbalizer import fit_examples, keep_better, search_label_words, text_prompt
 
@@ -50,6 +52,7 @@ class RunOptions:
     max_train: int | None = field(default=None, metadata={"help": "sample at most N training examples"})
     shots: int | None = field(default=None, metadata={"help": "sample N training examples per class"})
     max_eval: int | None = field(default=None, metadata={"help": "sample at most N examples of select and eval splits"})
+    eval_seed: int = field(default=0, metadata={"help": "seed of the --max-eval sample of the eval split: the same for every method and --seed, so comparisons are paired"})
     select_split: str | None = field(default=None, metadata={"help": "split for choosing prompts: dev, train, or holdout:N (N held out of train); default dev, else holdout"})
     eval_split: str | None = field(default=None, metadata={"help": "split reported at the end; default test, else dev"})
     templates: list[str] = field(default_factory=list, metadata={"help": "templates (default: the task's)"})
@@ -66,7 +69,9 @@ class RunOptions:
     label_k: int = field(default=3, metadata={"help": "label words per class found by --label-search"})
     label_examples: int = field(default=512, metadata={"help": "training examples --label-search fits on (0 = all)"})
     label_candidates: int = field(default=50, metadata={"help": "words per class --label-search proposes and then chooses among by how well they classify (0 = AutoPrompt's classifier ranking alone)"})  # fmt: skip
-    resume: bool = field(default=False, metadata={"help": "continue an interrupted run in the same directory"})
+    budget_flops: float | None = field(default=None, metadata={"help": "stop the method (training or search, selection scoring included) once it has spent this many estimated FLOPs"})
+    resume: bool = field(default=False, metadata={"help": "continue an interrupted run in the same directory (refused if its fingerprint differs)"})
+    reuse: bool = field(default=False, metadata={"help": "a finished run in the same directory with the same fingerprint is returned as it is; with another fingerprint it is run again"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in the same directory"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
@@ -99,6 +104,13 @@ def prepare_data(task: TaskSpec, opts: RunOptions, needs_train: bool) -> tuple[d
     select_split = opts.select_split or ("dev" if "dev" in available and eval_split != "dev" else "holdout:200")
     if eval_split not in available:
         raise ConfigError(f"eval split {eval_split!r} is not in task {task.name!r}; it has {available}")
+    if select_split == eval_split:
+        raise ConfigError(f"--select-split {select_split} is the reported split (--eval-split {eval_split}): choosing a "
+                          "prompt on the examples it is scored on overstates it; select on another split (e.g. "
+                          "holdout:200) or report another one")  # fmt: skip
+    if eval_split == "train" and (needs_train or select_split.startswith("holdout:")):
+        raise ConfigError(f"--eval-split train: the method trains (or selects) on task {task.name!r}'s train split, "
+                          "so it cannot be the reported split; report dev or test")  # fmt: skip
     data: dict[str, list[Example]] = {}
     train: list[Example] = []
     holdout = None
@@ -126,9 +138,20 @@ def prepare_data(task: TaskSpec, opts: RunOptions, needs_train: bool) -> tuple[d
         train = sample_shots(train, opts.shots, opts.seed)
     data["train"] = sample(train, opts.max_train, opts.seed, "train")
     data["select"] = sample(data["select"], opts.max_eval, opts.seed, "select")
-    data["eval"] = sample(task.load_split(eval_split), opts.max_eval, opts.seed, "eval")
-    described = {"select_split": select_split, "eval_split": eval_split, **{k: len(v) for k, v in data.items()}}
+    # the evaluation sample does not depend on --seed: every method and seed is scored on the same examples
+    data["eval"] = sample(task.load_split(eval_split), opts.max_eval, opts.eval_seed, "eval")
+    described = {"select_split": select_split, "eval_split": eval_split, **{k: len(v) for k, v in data.items()},
+                 "shots": opts.shots, "max_train": opts.max_train, "max_eval": opts.max_eval, "eval_seed": opts.eval_seed,
+                 "ids": {k: ids_digest(v) for k, v in data.items()}}  # fmt: skip
     return data, described
+
+
+def ids_digest(examples: list[Example]) -> str:
+    """A short hash of which examples these are (their sources, in order, and labels): equal digests, same data."""
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.source, ex.inputs, ex.label], sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return f"{len(examples)}:{h.hexdigest()[:16]}"
 
 
 def default_output(opts: RunOptions) -> Path:
@@ -151,16 +174,35 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     if opts.label_search:
         _check_label_search(task, opts)
     out = Path(opts.output) if opts.output else default_output(opts)
-    out = prepare_output(out, "result.json", opts.overwrite, opts.resume)
+    finished = (out / "result.json").exists()
+    out = prepare_output(out, "result.json", opts.overwrite or opts.reuse, opts.resume or (opts.reuse and finished))
 
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
     data, described = prepare_data(task, opts, optimizer_cls.needs_training_data or opts.label_search)
+    eval_examples = data.pop("eval")  # scored after the method returns; the method never holds it
     lm = lm or load_model(opts.model, device=opts.device, dtype=opts.dtype, kind=opts.model_kind,
                           device_map=opts.device_map, quantize=opts.quantize,
                           gradient_checkpointing=opts.gradient_checkpointing)  # fmt: skip
-    scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
     templates = list(opts.templates) or list(task.templates)
+    fingerprint = run_fingerprint(opts, lm, task, templates, method_config, train_config, described)
+    if opts.reuse and finished:
+        reason = _differs(read_json(out / "config.json").get("fingerprint") if (out / "config.json").exists() else None,
+                          fingerprint)  # fmt: skip
+        if reason is None:
+            result = RunResult.load(out)
+            result.reused = True
+            return result
+        log.warning("%s: running again: its finished run was made with other settings (%s)", out, reason)
+        out = prepare_output(out, "result.json", overwrite=True)
+    elif opts.resume and (out / "config.json").exists():
+        reason = _differs(read_json(out / "config.json").get("fingerprint"), fingerprint)
+        if reason is not None:
+            raise ConfigError(f"{out}: cannot resume: {reason}; resume with the same settings, or start a new run "
+                              "(--overwrite or another --output)")  # fmt: skip
+    # the method sees the task with its reported split withheld: task.load_split(eval split) raises
+    task = dataclasses.replace(task, withheld=(described["eval_split"],))
+    scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
     label_search = None
     if opts.label_search:
         # every method and the final evaluation score with the found words: they become the task's own
@@ -179,7 +221,9 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "train": cfg.to_dict(train_config),
         "batch_size": opts.batch_size,
         "padding_side": scorer.side,
+        "budget_flops": opts.budget_flops,
         **environment(lm),
+        "fingerprint": fingerprint,
     }
     if label_search is not None:
         resolved["label_words"] = label_search["label_words"]
@@ -194,28 +238,39 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
                        config=resolved)  # fmt: skip
     if label_search is not None and not _logged_label_search(out, opts.resume):
         ctx.log({"label_search": resolved["label_search"], "label_words": resolved["label_words"]})
+    counter = ctx.compute
     pm.hook.run_start(run=ctx)
     try:
-        start = time.perf_counter()
-        found: OptimizeResult = optimizer_cls(method_config).optimize(ctx)
-        result.train_seconds = time.perf_counter() - start
-        prompt = found.prompt
-        if label_search is not None and prompt.label_words is None:  # the saved prompt re-scores as it was scored
-            prompt.label_words = label_search["label_words"]
-        prompt.meta.setdefault("method", opts.method)
-        prompt.meta.setdefault("model", lm.name)
-        prompt.meta.setdefault("task", task.name)
-        prompt.save(out / "prompt")
-        evaluation = ctx.evaluate(prompt, data["eval"], split="eval", progress="eval" if opts.progress else False)
+        with PeakMemory(lm.device) as memory:
+            start, before = time.perf_counter(), counter.snapshot()
+            counter.limit = before.flops + opts.budget_flops if opts.budget_flops is not None else None
+            try:
+                found: OptimizeResult = optimizer_cls(method_config).optimize(ctx)
+            finally:
+                counter.limit = None
+            result.train_seconds = time.perf_counter() - start
+            result.budget_spent = opts.budget_flops is not None and counter.flops - before.flops >= opts.budget_flops
+            spent = counter.since(before)
+            prompt = found.prompt
+            if label_search is not None and prompt.label_words is None:  # the saved prompt re-scores as it was scored
+                prompt.label_words = label_search["label_words"]
+            prompt.meta.setdefault("method", opts.method)
+            prompt.meta.setdefault("model", lm.name)
+            prompt.meta.setdefault("task", task.name)
+            prompt.save(out / "prompt")
+            before = counter.snapshot()
+            evaluation = ctx.evaluate(prompt, eval_examples, split="eval", progress="eval" if opts.progress else False)
+            result.compute = {"train": spent.to_json(), "eval": counter.since(before).to_json()}
         result.metrics = {"eval": evaluation.metrics}
         result.select_metrics = found.select_metrics
         result.prompt_text = prompt.text(lm.tokenizer)
         result.trainable_parameters = found.trainable_parameters
         result.eval_seconds = evaluation.seconds
         result.eval_examples_per_second = evaluation.examples_per_second
-        result.peak_memory_mb = peak_memory_mb(lm.device)
+        result.peak_memory_mb = memory.mb
         write_json(out / "metrics.json", {"eval": evaluation.metrics, "select": found.select_metrics})
-        write_jsonl(out / "predictions.jsonl", ({"split": "eval", **row} for row in evaluation.predictions))
+        write_jsonl(out / "predictions.jsonl", ({"split": "eval", "id": row["source"], **row}
+                                                for row in evaluation.predictions))  # fmt: skip
     except Exception as e:
         result.status = "failed"
         result.error = f"{type(e).__name__}: {e}"
@@ -227,6 +282,53 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     return result
 
 
+def run_fingerprint(opts: RunOptions, lm: LoadedModel, task: TaskSpec, templates: list[str], method_config,
+                    train_config: TrainConfig, described: dict) -> dict:  # fmt: skip
+    """What a run's result depends on; a resumed or reused run must match it field by field (see :func:`_differs`).
+
+    The model (name, weights hash or Hub revision, dtype, quantization, tokenizer), the task's name, label words and
+    the templates given to the method, the method and its options, the training options (``resume_free`` ones aside),
+    the seed, which examples each role holds (content hashes of train, select and eval), the label-search and budget
+    settings, and the promptopt version.
+    """
+    from promptopt import __version__
+
+    return {
+        "model": model_identity(lm),
+        "task": task.name,
+        "label_words": task.label_words,
+        "templates": templates,
+        "method": opts.method,
+        "method_config": cfg.fingerprint_dict(method_config),
+        "train": cfg.fingerprint_dict(train_config),
+        "seed": opts.seed,
+        "data": {"select_split": described["select_split"], "eval_split": described["eval_split"], **described["ids"]},
+        "label_search": [opts.label_k, opts.label_examples, opts.label_candidates] if opts.label_search else None,
+        "budget_flops": opts.budget_flops,
+        "promptopt": __version__,
+    }
+
+
+def _differs(saved: dict | None, now: dict, prefix: str = "") -> str | None:
+    """The first field (dotted path) where two fingerprints differ, described; None when they are equal."""
+    if saved is None:
+        return "the directory has no fingerprint (made by an older promptopt)"
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differs(a, b, f"{prefix}{key}.")
+            if inner is not None:
+                return inner
+        elif a != b:
+            return f"field {prefix}{key!s} was {_short(a)} and is now {_short(b)}"
+    return None
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_counts(opts: RunOptions) -> None:
     for name in ("max_train", "shots", "max_eval"):
         value = getattr(opts, name)
@@ -234,6 +336,8 @@ def _check_counts(opts: RunOptions) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be a whole number >= 0, got {value!r}")
     if opts.batch_size < 1:
         raise ConfigError(f"--eval-batch-size must be >= 1, got {opts.batch_size}")
+    if opts.budget_flops is not None and not opts.budget_flops > 0:
+        raise ConfigError(f"--budget-flops must be > 0, got {opts.budget_flops}")
 
 
 def _check_label_search(task: TaskSpec, opts: RunOptions) -> None:
@@ -295,7 +399,10 @@ def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where) -> None:
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
                     max_eval: int | None = None, seed: int = 0, batch_size: int = 16, lm: LoadedModel | None = None,
                     device: str | None = None, progress: bool = True):  # fmt: skip
-    """Re-score a saved prompt on a task split with the same engine; returns an EvalResult."""
+    """Re-score a saved prompt on a task split with the same engine; returns an EvalResult.
+
+    ``max_eval`` samples the split as a run samples its reported split, ``seed`` playing ``--eval-seed``: with the
+    same values these are the examples the run reported."""
     prompt = Prompt.load(prompt_dir)
     spec = get_task(task)
     prompt.check_fields(spec.inputs)

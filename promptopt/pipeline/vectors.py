@@ -201,6 +201,9 @@ def train_templates(
     """Train each template's prompt parameters with the shared loop; the best on the selection split wins."""
     best = None
     for i, template in enumerate(templates):
+        if best is not None and run.compute.exhausted:
+            log.info("compute budget spent: templates %d-%d not trained", i + 1, len(templates))
+            break
         prompt = Prompt.from_template(template)
         prompt.check_fields(run.task.inputs)
         params = make_params(prompt)

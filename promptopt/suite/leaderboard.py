@@ -377,9 +377,7 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
                         continue  # another process's run
                     out = suite_run_dir(root, label, task.name, method, seed, setting.directory)
                     entry = SuiteEntry(label, task.name, method, seed, str(out), variant=setting.directory)
-                    if (out / "result.json").exists():
-                        entry.skipped = True
-                    elif loaded.get() is None:
+                    if loaded.get() is None:
                         entry.status, entry.error = "failed", loaded.error
                         _record_failure(out, entry, loaded.exception)
                     else:
@@ -478,12 +476,13 @@ def _run_one(entry, out, run_opts, model, task, method, seed, method_options, lm
     interrupted = out.exists() and not (out / "error.json").exists()
     if (out / "error.json").exists():
         (out / "error.json").unlink()  # a new attempt; the old error must not outlive it
+    # a finished run with the same fingerprint is reused; one made with other settings runs again
     opts = dataclasses.replace(run_opts, method=method, task=str(task.path) if task.path else task.name, model=model,
                                seed=seed, output=str(out), method_options=method_options, resume=interrupted,
-                               overwrite=False)  # fmt: skip
+                               overwrite=False, reuse=True)  # fmt: skip
     start = time.perf_counter()
     try:
-        api_run(opts, lm=lm, pm=pm)
+        entry.skipped = api_run(opts, lm=lm, pm=pm).reused
     except Exception as e:  # noqa: BLE001 - one failing run must not stop the suite; it is recorded instead
         entry.status, entry.error = "failed", f"{type(e).__name__}: {e}"
         log.warning("%s/%s/%s seed %d failed: %s", entry.model, entry.task, method, seed, entry.error)
