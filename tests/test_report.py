@@ -225,3 +225,25 @@ def test_report_command_renders_each_format(suite_dir, tmp_path):
     assert runner.invoke(cli, ["report", str(suite_dir), "--format", "html", "--output", str(out)]).exit_code == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert load_board([suite_dir]).title == "promptopt leaderboard"  # no suite.json: the default title
+
+
+def test_old_runs_without_predictions_or_compute_show_dashes_and_claim_nothing(tmp_path):
+    root = tmp_path / "board"
+    for method, score in (("manual", 0.5), ("soft", 0.9)):
+        run_dir = write_run(root, "sst2", method, 0, score, flops=None)
+        (run_dir / "predictions.jsonl").unlink()
+    board = board_of(root)
+    assert [(r.method, r.ci_low, r.train_flops, r.best, r.tied) for r in board.rows] == [
+        ("soft", None, None, False, True), ("manual", None, None, False, True)]  # fmt: skip
+    assert [(c.n, c.p) for c in board.comparisons] == [(0, None)]
+    markdown = render_markdown(board)
+    assert "| 90.0 | tied with manual |" in markdown and "no shared examples" in markdown
+    assert "| – | 1.0 | – |" in markdown  # train FLOPs, train time, eval FLOPs
+
+
+def test_the_template_a_soft_prompt_was_built_around_is_named(tmp_path):
+    root = tmp_path / "board"
+    write_run(root, "sst2", "soft", 0, 0.8, prompt="[P*20:p0]{sentence} It was{answer}")
+    write_run(root, "sst2", "search", 0, 0.8, prompt="{sentence} totally rewritten{answer}")
+    rows = {r.method: r for r in board_of(root).rows}
+    assert rows["soft"].templates == ["{sentence} It was{answer}"] and rows["search"].templates == []

@@ -673,12 +673,19 @@ def _settings_of(conf: dict) -> dict:
             "templates": templates, "template_index": index}  # fmt: skip
 
 
+_SOFT_SLOT = re.compile(r"\[P(?:\*\d+)?(?::[^\]]*)?\]")
+
+
 def _template_used(templates: list[str], prompt_text: str) -> str:
-    """The template a run used: the one it was given, or the given one its prompt is (a method that chose among
-    several); empty when that cannot be told from the run directory."""
+    """The template a run used: the one it was given, else the given one its prompt is (a method that chose among
+    several), or is once its soft-vector slots (``[P*20:p0]``) are taken out (a soft prompt built around one);
+    empty when that cannot be told from the run directory (e.g. a search that rewrote the text)."""
     if len(templates) == 1:
         return templates[0]
-    return prompt_text if prompt_text in templates else ""
+    for text in (prompt_text, _SOFT_SLOT.sub("", prompt_text)):
+        if text in templates:
+            return text
+    return ""
 
 
 def _read_config(run_dir: Path, fallback: dict | None = None) -> dict:
