@@ -225,13 +225,17 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--seeds", default="3", show_default=True, help="N (seeds 0..N-1) or a comma-separated list of seeds.")
 @click.option("--models", default=None, help="Comma-separated model ids or paths (default: the embedded default model).")
 @click.option("--model-kind", type=click.Choice(["causal", "masked"]), default=None, help="Override detection.")
-@click.option("--output", required=True, help="Suite directory: runs go to OUTPUT/MODEL/TASK/METHOD/seedK.")
+@click.option("--output", required=True,
+              help="Suite directory: runs go to OUTPUT/MODEL/TASK/METHOD/seedK (.../METHOD/shots16/seedK and the like "
+                   "when sizes or templates vary).")
 @click.option("--collect", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A directory of runs made by 'promptopt run' to include in the report (repeatable).")
 @click.option("--max-train", default=None,
-              help="Sample at most N training examples; a comma list (100,1000) runs each size (data-efficiency curve).")
+              help="Sample at most N training examples; a comma list (100,1000) runs each size "
+                   "(data-efficiency curve).")
 @click.option("--shots", default=None,
-              help="Sample N training examples per class; a comma list (4,16,64) runs each size (data-efficiency curve).")
+              help="Sample N training examples per class; a comma list (4,16,64) runs each size "
+                   "(data-efficiency curve).")
 @click.option("--same-template", type=click.Choice(["first", "each"]), default=None,
               help="first: every method gets only the task's first template; each: one combination per template "
                    "(default: methods get all templates).")

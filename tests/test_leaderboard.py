@@ -301,7 +301,8 @@ def test_a_suite_over_training_sizes_runs_each_size_and_plots_data_efficiency(tm
     page = result.reports["html"].read_text()
     assert 'aria-label="Data efficiency: tiny-reviews"' in page
     assert read_json(tmp_path / "board" / "suite.json")["config"]["shots"] == [2, 4]
-    assert "shots=2,4" in result.reports["md"].read_text() and "### Data efficiency: tiny-reviews" in result.reports["md"].read_text()
+    markdown = result.reports["md"].read_text()
+    assert "shots=2,4" in markdown and "### Data efficiency: tiny-reviews" in markdown
     again = run_suite(suite(tmp_path, ["manual", "fixed-soft"], shots=[2, 4]), pm=pm, load=loader)
     assert all(e.skipped for e in again.entries)
 
@@ -319,7 +320,8 @@ def test_same_template_first_gives_every_method_the_first_template(tmp_path, fix
     result = run_suite(suite(tmp_path, ["manual", "fixed-soft"], same_template="first"), pm=pm, load=loader)
     first = "Review: {text}\nSentiment:{answer}"
     for method in ("manual", "fixed-soft"):
-        assert read_json(tmp_path / "board" / "tiny" / "tiny-reviews" / method / "seed0" / "config.json")["templates"] == [first]
+        conf = read_json(tmp_path / "board" / "tiny" / "tiny-reviews" / method / "seed0" / "config.json")
+        assert conf["templates"] == [first]
     assert {r.method: r.templates for r in result.board.rows} == {"manual": [first], "fixed-soft": [first]}
     assert all(r.variant == "" for r in result.board.rows)
     assert read_json(tmp_path / "board" / "suite.json")["meta"]["settings"]["same_template"] == "first"

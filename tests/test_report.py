@@ -52,7 +52,7 @@ def write_run(root: Path, task: str, method: str, seed: int, score: float | None
               templates: list[str] | None = None, n_train: int = 64, variant: str = "") -> Path:  # fmt: skip
     """A run directory as api.run leaves it (result.json with ``compute``, config.json, predictions.jsonl,
     history.jsonl) or as a failed suite run (error.json). ``rows`` default to :func:`predictions` of ``score``."""
-    run_dir = root / model / task / method / variant / f"seed{seed}" if variant else root / model / task / method / f"seed{seed}"
+    run_dir = root / model / task / method / variant / f"seed{seed}"  # variant "": the plain layout
     run_dir.mkdir(parents=True)
     if error is not None:
         write_json(run_dir / "error.json", {"error": error, "traceback": "...", "model": model, "task": task,
@@ -160,7 +160,9 @@ def test_script_payload_in_dataset_and_prompt_text_is_escaped(tmp_path):
     write_run(root, f"task{SCRIPT}", f"m{SCRIPT}", 0, 0.5, prompt=f"{SCRIPT} {{sentence}}{{answer}}", params=10,
               inspection=inspection, history=soft_history(), model=f"model{SCRIPT}")  # fmt: skip
     write_run(root, f"task{SCRIPT}", "failing", 0, None, error=f"ValueError: bad row {SCRIPT}")
+    write_run(root, f"task{SCRIPT}", "other", 0, 0.6, templates=[f"{SCRIPT}{{sentence}}{{answer}}"])
     board = build_leaderboard(collect_runs([root]), title=f"title {SCRIPT}", meta={"notes": [SCRIPT]})
+    assert SCRIPT in board.rows[0].variant  # the templates differ: the variant names them
     page = render_html(board)
     assert "<script" not in page.lower()
     assert page.count("&lt;script&gt;") >= 8  # title, model, task, method, prompt, error, nearest token, note

@@ -56,7 +56,8 @@ def _results_table(board: Leaderboard, model: str) -> str:
         for r in board.rows_of(model, task):
             score = esc(fmt.score_ci(r.mean, r.ci_low, r.ci_high))
             if r.best:
-                score = f'<span class="star" title="beats every other method of this task significantly">★</span> <b>{score}</b>'
+                star = '<span class="star" title="beats every other method of this task significantly">★</span>'
+                score = f"{star} <b>{score}</b>"
             seeds = esc(fmt.seeds(r.ok, r.runs))
             if r.failed:
                 seeds = f'<span class="failed">{seeds}</span>'

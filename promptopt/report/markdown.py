@@ -44,8 +44,8 @@ def results_lines(board: Leaderboard, model: str) -> list[str]:
                          md(fmt.metric_label(row.metric)), _score_cell(row), md(fmt.verdict(row)),
                          fmt.number(None if row.std is None else 100 * row.std), fmt.seeds(row.ok, row.runs),
                          fmt.integer(row.n_eval), fmt.number(row.n_train, 0), md(fmt.templates(row)),
-                         fmt.integer(row.trainable_parameters), fmt.flops(row.train_flops), fmt.number(row.train_seconds),
-                         fmt.flops(row.eval_flops), fmt.number(row.eval_examples_per_second),
+                         fmt.integer(row.trainable_parameters), fmt.flops(row.train_flops),
+                         fmt.number(row.train_seconds), fmt.flops(row.eval_flops), fmt.number(row.eval_examples_per_second),
                          fmt.number(row.peak_memory_mb, 0)])  # fmt: skip
     header = ["Task", *(["Variant"] if variants else []), "Method", "Metric", "Score (%, mean [95% CI])", "Verdict",
               "Seed std", "Seeds ok", "Eval n", "Train n", "Template", "Trainable params", "Train FLOPs",

@@ -244,7 +244,9 @@ class Leaderboard:
             runs = [_make(RunEntry, r) for r in obj["runs"]]
             comparisons = [_make(Comparison, c) for c in obj.get("comparisons") or []]
         except (KeyError, TypeError) as e:
-            raise PromptoptError(f"leaderboard JSON: field 'rows', 'runs' or 'comparisons' is malformed ({e})") from None
+            raise PromptoptError(
+                f"leaderboard JSON: field 'rows', 'runs' or 'comparisons' is malformed ({e})"
+            ) from None
         return cls(title=obj.get("title", ""), rows=rows, runs=runs, meta=obj.get("meta") or {},
                    comparisons=comparisons)  # fmt: skip
 

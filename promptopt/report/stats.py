@@ -91,8 +91,8 @@ def bootstrap_ci(golds: Sequence[str], preds: Sequence[str], metric: Metric, n_r
     """
     if not golds:
         raise ValueError("bootstrap_ci: no examples")
-    stats = [metric(_subset(golds, idx), _subset(preds, idx)) for idx in resample_indices(len(golds), n_resamples, seed)]
-    return interval(stats, level)
+    resamples = resample_indices(len(golds), n_resamples, seed)
+    return interval([metric(_subset(golds, idx), _subset(preds, idx)) for idx in resamples], level)
 
 
 def bootstrap_p(diffs: Sequence[float]) -> float:
@@ -105,7 +105,8 @@ def bootstrap_p(diffs: Sequence[float]) -> float:
 
 
 def paired_bootstrap(golds: Sequence[str], preds_a: Sequence[str], preds_b: Sequence[str], metric: Metric,
-                     n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float, float]:  # fmt: skip
+                     n_resamples: int = 1000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float, float, float]:  # fmt: skip
     """Paired bootstrap of ``metric(a) - metric(b)`` on the same examples: ``(diff, low, high, p_two_sided)``.
 
     ``diff`` is the difference on all examples; each resample ``idx`` of :func:`resample_indices` takes the same

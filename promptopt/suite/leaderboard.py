@@ -4,7 +4,9 @@
     suite = run_suite(SuiteConfig(tasks=["sst2", "rte"], seeds=[0, 1, 2], output="runs/board"))
     print(suite.reports["md"])
 
-Runs go to ``OUTPUT/<model>/<task>/<method>/seed<k>`` through :func:`promptopt.pipeline.runner.run`, so each is a normal run
+Runs go to ``OUTPUT/<model>/<task>/<method>/seed<k>`` (``.../<method>/<setting>/seed<k>`` when the suite varies the
+training-set size, ``shots=[4, 16]`` or ``max_train=[...]``, or the template, ``same_template="each"``: see
+:func:`variant_dir`) through :func:`promptopt.pipeline.runner.run`, so each is a normal run
 directory. A run whose ``result.json`` exists is skipped when the suite is run again; a failing run is recorded
 (``error.json``) and the suite goes on. Each model is loaded once. Methods default to every registered method.
 
@@ -152,10 +154,10 @@ class SuiteEntry:
     run_dir: str
     status: str = "ok"
     skipped: bool = False
-    variant: str = ""
     error: str | None = None
     seconds: float = 0.0
     inspect_error: str | None = None
+    variant: str = ""  # the run-directory level of its setting (variant_dir), empty for a single-setting suite
 
 
 @dataclass
