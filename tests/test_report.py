@@ -160,7 +160,7 @@ def test_script_payload_in_dataset_and_prompt_text_is_escaped(tmp_path):
     write_run(root, f"task{SCRIPT}", f"m{SCRIPT}", 0, 0.5, prompt=f"{SCRIPT} {{sentence}}{{answer}}", params=10,
               inspection=inspection, history=soft_history(), model=f"model{SCRIPT}")  # fmt: skip
     write_run(root, f"task{SCRIPT}", "failing", 0, None, error=f"ValueError: bad row {SCRIPT}")
-    write_run(root, f"task{SCRIPT}", "other", 0, 0.6, templates=[f"{SCRIPT}{{sentence}}{{answer}}"])
+    write_run(root, f"task{SCRIPT}", "other", 0, 0.6, templates=[f"{SCRIPT}{{sentence}}{{answer}}"], model=f"model{SCRIPT}")
     board = build_leaderboard(collect_runs([root]), title=f"title {SCRIPT}", meta={"notes": [SCRIPT]})
     assert SCRIPT in board.rows[0].variant  # the templates differ: the variant names them
     page = render_html(board)
