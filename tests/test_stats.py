@@ -159,3 +159,11 @@ def test_a_clear_winner_is_marked_best_and_a_difference_within_noise_is_tied(tmp
     assert [(r.method, r.best, r.tied_with) for r in close.rows] == [("a", False, ["b"]), ("b", False, ["a"])]
     assert "tied with b" in render_markdown(close) and "★" not in render_markdown(close).split("★ best")[0]
     assert render_html(clear).count('class="errbar"') == 2  # one error bar per bar of the score chart
+
+
+def test_seeds_scored_on_different_examples_give_an_interval_on_the_shared_ones(tmp_path):
+    _write(tmp_path, "a", A_RIGHT, seed=0)
+    _write(tmp_path, "a", A_RIGHT, seed=1, n_ids=12)
+    board = build_leaderboard(collect_runs([tmp_path]))
+    assert board.rows[0].ci_n == 12 and board.rows[0].n_eval == 20
+    assert "(CI on n=12)" in render_markdown(board)

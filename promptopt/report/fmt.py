@@ -54,6 +54,13 @@ def score_ci(mean: float | None, low: float | None, high: float | None) -> str:
     return percent(mean) if low is None or high is None else f"{percent(mean)} [{percent(low)}, {percent(high)}]"
 
 
+def row_score(row) -> str:
+    """A row's :func:`score_ci`, saying on how many examples the interval is when that is fewer than were scored
+    (seeds scored on different examples share only some)."""
+    text = score_ci(row.mean, row.ci_low, row.ci_high)
+    return f"{text} (CI on n={row.ci_n})" if row.ci_low is not None and row.ci_n < row.n_eval else text
+
+
 def points(diff: float | None, low: float | None = None, high: float | None = None) -> str:
     """A difference of scores in percentage points, signed: ``+6.0``, or ``+6.0 [1.2, 10.4]`` with its interval."""
     if diff is None:

@@ -54,7 +54,7 @@ def _results_table(board: Leaderboard, model: str) -> str:
     rows = []
     for task in board.tasks:
         for r in board.rows_of(model, task):
-            score = esc(fmt.score_ci(r.mean, r.ci_low, r.ci_high))
+            score = esc(fmt.row_score(r))
             if r.best:
                 star = '<span class="star" title="beats every other method of this task significantly">★</span>'
                 score = f"{star} <b>{score}</b>"

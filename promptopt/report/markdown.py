@@ -26,7 +26,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _score_cell(row: Row) -> str:
-    text = fmt.score_ci(row.mean, row.ci_low, row.ci_high)
+    text = fmt.row_score(row)
     return f"**{text}** ★" if row.best else text
 
 

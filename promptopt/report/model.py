@@ -8,6 +8,7 @@ Everything here is pure: entries in, a :class:`Leaderboard` out. Reading run dir
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 
 from promptopt.errors import PromptoptError
@@ -330,15 +331,21 @@ class _Outcomes:
         self.preds = [[m[i][1] for i in ids] for m in maps]
         self.accuracy = metric in stats.ACCURACY_METRICS
         self.metric = stats.metric_function(metric, labels)
+        self.labels = list(labels)
         if self.accuracy:  # the fast path: each example's mean correctness over seeds
             k = len(self.preds)
             self.per_example = [sum(p[j] == g for p in self.preds) / k for j, g in enumerate(self.golds)]
+        elif metric == "macro_f1":  # the fast path: (gold, prediction) pairs counted per resample
+            self.pairs = [list(zip(self.golds, p)) for p in self.preds]
 
     def value(self, idx: list[int] | None = None) -> float:
         if idx is None:
             idx = list(range(len(self.golds)))
         if self.accuracy:
             return sum(self.per_example[i] for i in idx) / len(idx)
+        if hasattr(self, "pairs"):
+            return sum(stats.macro_f1_of_pairs(Counter(map(p.__getitem__, idx)), self.labels)
+                       for p in self.pairs) / len(self.pairs)  # fmt: skip
         golds = [self.golds[i] for i in idx]
         return sum(self.metric(golds, [p[i] for i in idx]) for p in self.preds) / len(self.preds)
 

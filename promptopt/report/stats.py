@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from typing import Callable, Sequence
 
 Metric = Callable[[Sequence[str], Sequence[str]], float]
@@ -26,21 +27,27 @@ def accuracy(golds: Sequence[str], preds: Sequence[str]) -> float:
 
 def macro_f1_over(labels: Sequence[str]) -> Metric:
     """Macro-F1 over a fixed label set, as the engine computes it (scikit-learn's ``f1_score(average="macro",
-    zero_division=0)``): a label with no true positive scores F1 0, every label of ``labels`` counts."""
+    zero_division=0)``): per label ``F1 = 2 tp / (gold count + predicted count)``, 0 without a true positive; every
+    label of ``labels`` counts in the mean."""
     labels = list(dict.fromkeys(labels))
 
     def macro_f1(golds: Sequence[str], preds: Sequence[str]) -> float:
-        if not labels:
-            return 0.0
-        total = 0.0
-        for lab in labels:
-            tp = sum(g == lab == p for g, p in zip(golds, preds))
-            fp = sum(p == lab != g for g, p in zip(golds, preds))
-            fn = sum(g == lab != p for g, p in zip(golds, preds))
-            total += 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-        return total / len(labels)
+        return macro_f1_of_pairs(Counter(zip(golds, preds)), labels)
 
     return macro_f1
+
+
+def macro_f1_of_pairs(pairs: Counter, labels: Sequence[str]) -> float:
+    """Macro-F1 (as :func:`macro_f1_over`) from the counts of (gold, prediction) pairs."""
+    if not labels:
+        return 0.0
+    gold_n: Counter = Counter()
+    pred_n: Counter = Counter()
+    for (g, p), k in pairs.items():
+        gold_n[g] += k
+        pred_n[p] += k
+    return sum(2 * pairs[lab, lab] / (gold_n[lab] + pred_n[lab]) if pairs[lab, lab] else 0.0
+               for lab in labels) / len(labels)  # fmt: skip
 
 
 ACCURACY_METRICS = ("accuracy", "p_at_1")  # metrics that are a mean of per-example correctness
