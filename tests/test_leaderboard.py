@@ -305,6 +305,10 @@ def test_a_suite_over_training_sizes_runs_each_size_and_plots_data_efficiency(tm
     assert "shots=2,4" in markdown and "### Data efficiency: tiny-reviews" in markdown
     again = run_suite(suite(tmp_path, ["manual", "fixed-soft"], shots=[2, 4]), pm=pm, load=loader)
     assert all(e.skipped for e in again.entries)
+    more = run_suite(suite(tmp_path, ["fixed-soft"], shots=[2, 4, 6]), pm=pm, load=loader)  # a size added
+    assert [(e.variant, e.skipped) for e in more.entries] == [("shots2", True), ("shots4", True), ("shots6", False)]
+    with pytest.raises(ConfigError, match="shots: '2,4,6' -> 2"):
+        run_suite(suite(tmp_path, ["fixed-soft"], shots=[2]), pm=pm, load=loader)
 
 
 def test_one_training_size_keeps_the_plain_layout(tmp_path, fixture_pm, loader):

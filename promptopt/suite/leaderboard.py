@@ -423,7 +423,10 @@ def _write_suite(root: Path, config: SuiteConfig, methods: list[str], tasks: lis
 
 
 def _check_same_settings(root: Path, config: SuiteConfig) -> None:
-    """Finished runs are reused, so a suite directory must not mix budgets: refuse other run settings."""
+    """Finished runs are reused, so a suite directory must not mix budgets: refuse other run settings. A list of
+    training-set sizes may change into another list (each size has its own run directories, so sizes can be added);
+    a single size may not become a list or the other way round (the layout changes, and the runs of both layouts
+    would be reported as the same rows)."""
     path = root / SUITE_FILE
     if not path.exists():
         return
@@ -432,11 +435,12 @@ def _check_same_settings(root: Path, config: SuiteConfig) -> None:
     except (OSError, json.JSONDecodeError):
         return
     now = json.loads(json.dumps(_settings(config), default=str))
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    sizes = {k for k in ("shots", "max_train") if "," in str(before.get(k, "")) and "," in str(now.get(k, ""))}
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in sizes)
     if changed:
         diff = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise ConfigError(f"{root} holds runs made with other settings ({diff}); its finished runs would be reused. "
-                          "Use another --output, or the same settings to add methods, tasks or seeds")  # fmt: skip
+                          "Use another --output, or the same settings to add methods, tasks, seeds or sizes")  # fmt: skip
 
 
 def _setting_options(run_opts: RunOptions, setting: Setting) -> RunOptions:
