@@ -225,11 +225,20 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--seeds", default="3", show_default=True, help="N (seeds 0..N-1) or a comma-separated list of seeds.")
 @click.option("--models", default=None, help="Comma-separated model ids or paths (default: the embedded default model).")
 @click.option("--model-kind", type=click.Choice(["causal", "masked"]), default=None, help="Override detection.")
-@click.option("--output", required=True, help="Suite directory: runs go to OUTPUT/MODEL/TASK/METHOD/seedK.")
+@click.option("--output", required=True,
+              help="Suite directory: runs go to OUTPUT/MODEL/TASK/METHOD/seedK (.../METHOD/shots16/seedK and the like "
+                   "when sizes or templates vary).")
 @click.option("--collect", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A directory of runs made by 'promptopt run' to include in the report (repeatable).")
-@click.option("--max-train", type=int, default=None, help="Sample at most N training examples.")
-@click.option("--shots", type=int, default=None, help="Sample N training examples per class.")
+@click.option("--max-train", default=None,
+              help="Sample at most N training examples; a comma list (100,1000) runs each size "
+                   "(data-efficiency curve).")
+@click.option("--shots", default=None,
+              help="Sample N training examples per class; a comma list (4,16,64) runs each size "
+                   "(data-efficiency curve).")
+@click.option("--same-template", type=click.Choice(["first", "each"]), default=None,
+              help="first: every method gets only the task's first template; each: one combination per template "
+                   "(default: methods get all templates).")
 @click.option("--max-eval", type=int, default=None, help="Sample at most N selection and evaluation examples.")
 @click.option("--select-split", default=None, help="dev, train, or holdout:N (default dev, else holdout:200).")
 @click.option("--eval-split", default=None, help="Split reported at the end (default test, else dev).")
@@ -243,30 +252,33 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
 @click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
 @_train_options
-def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_train, shots, max_eval, select_split,
-                eval_split, options, batch_size, device, dtype, title, notes, no_inspect, progress, **train):  # fmt: skip
+def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_train, shots, same_template, max_eval,
+                select_split, eval_split, options, batch_size, device, dtype, title, notes, no_inspect, progress,
+                **train):  # fmt: skip
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
     from promptopt.pipeline.runner import RunOptions
-    from promptopt.suite.leaderboard import SuiteConfig, parse_seeds, run_suite
+    from promptopt.suite.leaderboard import SuiteConfig, parse_sizes, parse_seeds, run_suite
 
     def split(text):
         return [s.strip() for s in text.split(",") if s.strip()] if text else []
 
     run_opts = RunOptions(
-        model_kind=model_kind, max_train=max_train, shots=shots, max_eval=max_eval, select_split=select_split,
+        model_kind=model_kind, max_eval=max_eval, select_split=select_split,
         eval_split=eval_split, batch_size=batch_size, device=device, dtype=dtype,
         train={k[len("train_"):]: v for k, v in train.items() if v is not None}, progress=progress,
     )  # fmt: skip
     config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds),
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,
                          run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),
-                         inspect=not no_inspect, title=title,
+                         inspect=not no_inspect, title=title, shots=parse_sizes(shots, "--shots"),
+                         max_train=parse_sizes(max_train, "--max-train"), same_template=same_template,
                          meta={"command": _command_line(click.get_current_context()), "notes": list(notes)})  # fmt: skip
 
     def show(entry, index, total):
-        where = f"[{index}/{total}] {entry.model} / {entry.task} / {entry.method} / seed {entry.seed}"
+        variant = f" / {entry.variant}" if entry.variant else ""
+        where = f"[{index}/{total}] {entry.model} / {entry.task} / {entry.method}{variant} / seed {entry.seed}"
         if entry.skipped:
             click.echo(f"{where}: finished before, skipped")
         elif entry.status == "ok":

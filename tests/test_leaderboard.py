@@ -38,6 +38,7 @@ class FixedSoftOptimizer(PromptOptimizer):
     name = "fixed-soft"
     description = "fixture: soft vectors copied from token embeddings"
     config_class = FixedSoftConfig
+    needs_training_data = True
 
     def optimize(self, run):
         weight = run.lm.embeddings.weight.detach()
@@ -126,7 +127,9 @@ def test_rerunning_a_suite_skips_finished_runs(tmp_path, fixture_pm, loader):
     assert len(plugin.started) == 4
     again = run_suite(config, pm=pm, load=loader)
     assert len(plugin.started) == 4, "a finished run was run again"
-    assert loader.calls == ["tiny"], "nothing left to do, yet the model was loaded again"
+    # a finished run is reused only if its fingerprint (model weights included) matches: the model is loaded once
+    # per suite to check, and nothing runs
+    assert loader.calls == ["tiny", "tiny"]
     assert all(e.skipped and e.status == "ok" for e in again.entries)
     assert len(again.board.runs) == 4
 
@@ -250,21 +253,26 @@ def test_read_curves_keeps_numeric_steps_and_skips_what_it_cannot_read(tmp_path)
     assert len(thinned) == 50 and thinned[0] == [0, 0.0] and thinned[-1] == [999, 999.0]
 
 
-def test_leaderboard_command_runs_the_suite_then_resumes(tmp_path, tiny_model_dirs):
+def leaderboard_command(out, model_dir, *extra: str):
+    """``promptopt leaderboard`` of the manual method on the tiny task and model, with ``extra`` options."""
     from click.testing import CliRunner
 
     from promptopt.cli import cli
 
+    args = ["leaderboard", "--methods", "manual", "--tasks", "tiny-reviews", "--models", str(model_dir), "--output",
+            str(out), "--max-eval", "8", "--device", "cpu", *extra]  # fmt: skip
+    return CliRunner().invoke(cli, args)
+
+
+def test_leaderboard_command_runs_the_suite_then_resumes(tmp_path, tiny_model_dirs):
     out = tmp_path / "board"
-    args = ["leaderboard", "--methods", "manual", "--tasks", "tiny-reviews", "--seeds", "2", "--models",
-            str(tiny_model_dirs["causal"]), "--output", str(out), "--max-eval", "8", "--device", "cpu",
-            "--steps", "5", "--title", "Tiny board"]  # fmt: skip
-    first = CliRunner().invoke(cli, args)
+    args = (out, tiny_model_dirs["causal"], "--seeds", "2", "--steps", "5", "--title", "Tiny board")
+    first = leaderboard_command(*args)
     assert first.exit_code == 0, first.output
     assert "2 ok, 0 failed" in first.output and "report (html)" in first.output
     markdown = (out / "report.md").read_text()
     assert markdown.startswith("# Tiny board") and "train.steps=5" in markdown and "--seeds 2" in markdown
-    second = CliRunner().invoke(cli, args)
+    second = leaderboard_command(*args)
     assert second.exit_code == 0 and second.output.count("finished before, skipped") == 2
 
 
@@ -274,3 +282,81 @@ def test_suite_config_rejects_empty_tasks_and_duplicate_seeds():
     with pytest.raises(ConfigError, match="duplicates"):
         SuiteConfig(seeds=[1, 1])
 
+
+
+def test_a_suite_over_training_sizes_runs_each_size_and_plots_data_efficiency(tmp_path, fixture_pm, loader):
+    pm, _ = fixture_pm
+    config = suite(tmp_path, ["manual", "fixed-soft"], shots=[2, 4])
+    result = run_suite(config, pm=pm, load=loader)
+    root = tmp_path / "board" / "tiny" / "tiny-reviews"
+    for method in ("manual", "fixed-soft"):
+        for shots, n_train in ((2, 4), (4, 8)):  # two labels: shots per class x 2; manual needs no training data
+            conf = read_json(root / method / f"shots{shots}" / "seed0" / "config.json")
+            assert conf["data"]["train"] == (n_train if method == "fixed-soft" else 0)
+    assert [(e.method, e.variant) for e in result.entries] == [("manual", "shots2"), ("fixed-soft", "shots2"),
+                                                               ("manual", "shots4"), ("fixed-soft", "shots4")]  # fmt: skip
+    rows = {(r.method, r.variant): r for r in result.board.rows}
+    assert rows["fixed-soft", "shots 4"].n_train == 8 and rows["manual", "shots 2"].ci_n == 8
+    assert sorted((c.variant, c.n) for c in result.board.comparisons) == [("shots 2", 8), ("shots 4", 8)]
+    page = result.reports["html"].read_text()
+    assert 'aria-label="Data efficiency: tiny-reviews"' in page
+    assert read_json(tmp_path / "board" / "suite.json")["config"]["shots"] == [2, 4]
+    markdown = result.reports["md"].read_text()
+    assert "shots=2,4" in markdown and "### Data efficiency: tiny-reviews" in markdown
+    again = run_suite(suite(tmp_path, ["manual", "fixed-soft"], shots=[2, 4]), pm=pm, load=loader)
+    assert all(e.skipped for e in again.entries)
+    more = run_suite(suite(tmp_path, ["fixed-soft"], shots=[2, 4, 6]), pm=pm, load=loader)  # a size added
+    assert [(e.variant, e.skipped) for e in more.entries] == [("shots2", True), ("shots4", True), ("shots6", False)]
+    with pytest.raises(ConfigError, match="shots: '2,4,6' -> 2"):
+        run_suite(suite(tmp_path, ["fixed-soft"], shots=[2]), pm=pm, load=loader)
+
+
+def test_one_training_size_keeps_the_plain_layout(tmp_path, fixture_pm, loader):
+    pm, _ = fixture_pm
+    config = suite(tmp_path, ["manual"], shots=[2])
+    assert config.shots == [] and config.run.shots == 2
+    run_suite(config, pm=pm, load=loader)
+    assert (tmp_path / "board" / "tiny" / "tiny-reviews" / "manual" / "seed0" / "result.json").exists()
+
+
+def test_same_template_first_gives_every_method_the_first_template(tmp_path, fixture_pm, loader):
+    pm, _ = fixture_pm
+    result = run_suite(suite(tmp_path, ["manual", "fixed-soft"], same_template="first"), pm=pm, load=loader)
+    first = "Review: {text}\nSentiment:{answer}"
+    for method in ("manual", "fixed-soft"):
+        conf = read_json(tmp_path / "board" / "tiny" / "tiny-reviews" / method / "seed0" / "config.json")
+        assert conf["templates"] == [first]
+    assert {r.method: r.templates for r in result.board.rows} == {"manual": [first], "fixed-soft": [first]}
+    assert all(r.variant == "" for r in result.board.rows)
+    assert read_json(tmp_path / "board" / "suite.json")["meta"]["settings"]["same_template"] == "first"
+
+
+def test_same_template_each_makes_one_combination_per_template(tmp_path, fixture_pm, loader):
+    pm, _ = fixture_pm
+    result = run_suite(suite(tmp_path, ["manual"], same_template="each"), pm=pm, load=loader)
+    assert [e.variant for e in result.entries] == ["template0", "template1", "template2"]
+    assert [r.variant for r in sorted(result.board.rows, key=lambda r: r.variant)] == ["template 0", "template 1",
+                                                                                       "template 2"]  # fmt: skip
+    markdown = result.reports["md"].read_text()
+    assert "| Variant |" in markdown and "template 2" in markdown
+
+
+def test_sizes_and_template_settings_are_checked():
+    from promptopt.suite.leaderboard import parse_sizes
+
+    assert parse_sizes("4,16,64") == [4, 16, 64] and parse_sizes("16") == [16] and parse_sizes(None) == []
+    with pytest.raises(ConfigError, match="--shots"):
+        parse_sizes("4,x")
+    with pytest.raises(ConfigError, match="--max-train"):
+        parse_sizes("4,4", "--max-train")
+    with pytest.raises(ConfigError, match="same_template"):
+        SuiteConfig(same_template="all")
+
+
+def test_leaderboard_command_takes_a_list_of_shots(tmp_path, tiny_model_dirs):
+    result = leaderboard_command(tmp_path / "board", tiny_model_dirs["causal"], "--seeds", "1", "--shots", "2,4",
+                                 "--same-template", "first")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "manual / shots2 / seed 0: ok" in result.output and "manual / shots4 / seed 0: ok" in result.output
+    bad = leaderboard_command(tmp_path / "other", tiny_model_dirs["causal"], "--shots", "2,two")
+    assert bad.exit_code == 2 and "--shots '2,two'" in bad.output

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import random
 import re
 from pathlib import Path
 
@@ -24,12 +25,34 @@ META = {"command": "promptopt leaderboard --tasks sst2,rte --seeds 3 --output ru
 SCRIPT = "<script>alert('x')</script>"
 
 
+LABELS = ["negative", "positive"]
+TEMPLATES = {"sst2": ["Review: {sentence}\nSentiment:{answer}", "{sentence} It was{answer}"],
+             "rte": ["{sentence1}\nQuestion: {sentence2} True or False?\nAnswer:{answer}"]}  # fmt: skip
+
+
+def predictions(score: float, n: int = 100, salt: str = "") -> list[dict]:
+    """``n`` eval rows, ``round(score * n)`` of them correct; which ones is fixed by ``salt`` (a seeded shuffle)."""
+    order = list(range(n))
+    random.Random(salt).shuffle(order)
+    right = set(order[: round(score * n)])
+    rows = []
+    for k in range(n):
+        gold = LABELS[k % 2]
+        pred = gold if k in right else LABELS[1 - k % 2]
+        rows.append({"split": "eval", "id": f"dev.jsonl:{k}", "label": gold, "prediction": pred,
+                     "correct": pred == gold})  # fmt: skip
+    return rows
+
+
 def write_run(root: Path, task: str, method: str, seed: int, score: float | None, *, params: int = 0,
               train_seconds: float = 1.0, eps: float = 40.0, memory: float = 900.0,
               prompt: str = "Review: {sentence}\nSentiment:{answer}", history: list[dict] | None = None,
-              inspection: dict | None = None, error: str | None = None, model: str = MODEL) -> Path:  # fmt: skip
-    """A run directory as api.run leaves it (result.json, history.jsonl) or as a failed suite run (error.json)."""
-    run_dir = root / model / task / method / f"seed{seed}"
+              inspection: dict | None = None, error: str | None = None, model: str = MODEL,
+              rows: list[dict] | None = None, flops: tuple[float, float] | None = (2.5e12, 4.0e11),
+              templates: list[str] | None = None, n_train: int = 64, variant: str = "") -> Path:  # fmt: skip
+    """A run directory as api.run leaves it (result.json with ``compute``, config.json, predictions.jsonl,
+    history.jsonl) or as a failed suite run (error.json). ``rows`` default to :func:`predictions` of ``score``."""
+    run_dir = root / model / task / method / variant / f"seed{seed}"  # variant "": the plain layout
     run_dir.mkdir(parents=True)
     if error is not None:
         write_json(run_dir / "error.json", {"error": error, "traceback": "...", "model": model, "task": task,
@@ -40,7 +63,17 @@ def write_run(root: Path, task: str, method: str, seed: int, score: float | None
                        select_metrics={"score": score + 0.01}, prompt_text=prompt, trainable_parameters=params,
                        train_seconds=train_seconds, eval_seconds=2.5, eval_examples_per_second=eps,
                        peak_memory_mb=memory, output_dir=str(run_dir))  # fmt: skip
-    write_json(run_dir / "result.json", result.to_json())
+    record = result.to_json()
+    if flops is not None:
+        record["compute"] = {part: {"flops": f, "forward_positions": 1, "backward_positions": 0, "head_positions": 1}
+                             for part, f in zip(("train", "eval"), flops)}  # fmt: skip
+    write_json(run_dir / "result.json", record)
+    write_json(run_dir / "config.json", {"method": method, "task": task, "seed": seed,
+                                         "templates": TEMPLATES.get(task, [prompt]) if templates is None else templates,
+                                         "data": {"select_split": "dev", "eval_split": "test", "train": n_train,
+                                                  "select": 50, "eval": 100, "shots": None, "max_train": None}})  # fmt: skip
+    rows = predictions(score, salt=f"{task}/{method}/{seed}") if rows is None else rows
+    (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if history is not None:
         (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     if inspection is not None:
@@ -105,7 +138,11 @@ def test_rows_give_mean_and_sample_std_over_finished_seeds_and_mark_the_best_per
     assert rows["sst2", "manual"].mean == pytest.approx(0.82)
     assert rows["sst2", "manual"].std == pytest.approx(0.02)
     assert (rows["rte", "soft"].ok, rows["rte", "soft"].runs, rows["rte", "soft"].mean) == (2, 3, pytest.approx(0.61))
-    assert [r.method for r in board.rows if r.best] == ["soft", "soft"]
+    assert not any(r.best for r in board.rows)  # 6 points on 100 examples is within noise: tied, not best
+    assert [(r.task, r.method, r.tied_with) for r in board.rows if r.tied] == [
+        ("rte", "soft", ["manual"]), ("rte", "manual", ["soft"]), ("sst2", "soft", ["manual"]),
+        ("sst2", "manual", ["soft"])]  # fmt: skip
+    assert rows["sst2", "manual"].ci_n == 100 and rows["sst2", "manual"].train_flops == pytest.approx(2.5e12)
     assert [(r.task, r.method) for r in board.rows] == [("rte", "soft"), ("rte", "manual"), ("sst2", "soft"),
                                                         ("sst2", "manual")]  # fmt: skip
     assert [(f.task, f.method, f.seed) for f in board.failures] == [("rte", "soft", 2)]
@@ -123,7 +160,9 @@ def test_script_payload_in_dataset_and_prompt_text_is_escaped(tmp_path):
     write_run(root, f"task{SCRIPT}", f"m{SCRIPT}", 0, 0.5, prompt=f"{SCRIPT} {{sentence}}{{answer}}", params=10,
               inspection=inspection, history=soft_history(), model=f"model{SCRIPT}")  # fmt: skip
     write_run(root, f"task{SCRIPT}", "failing", 0, None, error=f"ValueError: bad row {SCRIPT}")
+    write_run(root, f"task{SCRIPT}", "other", 0, 0.6, templates=[f"{SCRIPT}{{sentence}}{{answer}}"], model=f"model{SCRIPT}")
     board = build_leaderboard(collect_runs([root]), title=f"title {SCRIPT}", meta={"notes": [SCRIPT]})
+    assert SCRIPT in board.rows[0].variant  # the templates differ: the variant names them
     page = render_html(board)
     assert "<script" not in page.lower()
     assert page.count("&lt;script&gt;") >= 8  # title, model, task, method, prompt, error, nearest token, note
@@ -146,22 +185,26 @@ def test_html_report_is_one_self_contained_file_with_its_charts(suite_dir):
 def test_json_report_round_trips_with_its_schema_version(suite_dir):
     board = board_of(suite_dir)
     text = render_json(board)
-    assert json.loads(text)["schema_version"] == 1
+    assert json.loads(text)["schema_version"] == 2
     assert load_json(text) == board
+    assert load_json(text).comparisons[0].test == "McNemar exact" and load_json(text).runs[0].ids[0] == "dev.jsonl:0"
 
 
-def test_json_report_of_another_schema_version_is_refused(suite_dir):
+@pytest.mark.parametrize("version", [1, 99])
+def test_json_report_of_another_schema_version_is_refused(suite_dir, version):
     obj = json.loads(render_json(board_of(suite_dir)))
-    obj["schema_version"] = 99
-    with pytest.raises(PromptoptError, match="schema_version"):
+    obj["schema_version"] = version
+    with pytest.raises(PromptoptError, match=f"field 'schema_version' is {version}; this promptopt reads 2"):
         load_json(json.dumps(obj))
 
 
 def test_csv_report_has_one_line_per_task_and_method(suite_dir):
     rows = list(csv.DictReader(io.StringIO(render_csv(board_of(suite_dir)))))
-    assert [(r["task"], r["method"], r["best"], r["seeds_ok"]) for r in rows] == [
-        ("rte", "soft", "1", "2"), ("rte", "manual", "0", "3"), ("sst2", "soft", "1", "3"), ("sst2", "manual", "0", "3")]
+    assert [(r["task"], r["method"], r["best"], r["tied_with"], r["seeds_ok"]) for r in rows] == [
+        ("rte", "soft", "0", "manual", "2"), ("rte", "manual", "0", "soft", "3"), ("sst2", "soft", "0", "manual", "3"),
+        ("sst2", "manual", "0", "soft", "3")]  # fmt: skip
     assert float(rows[2]["mean"]) == pytest.approx(0.88) and rows[2]["trainable_parameters"] == "11520"
+    assert float(rows[2]["ci_low"]) < 0.88 < float(rows[2]["ci_high"]) and float(rows[2]["train_flops"]) == 2.5e12
 
 
 def test_unknown_report_format_is_an_error_naming_the_formats(suite_dir):
@@ -176,7 +219,7 @@ def test_report_command_renders_each_format(suite_dir, tmp_path):
 
     runner = CliRunner()
     for fmt, marker in (("md", "## Results: smollm2-135m-instruct"), ("html", "<!DOCTYPE html>"),
-                        ("json", '"schema": "promptopt.suite.leaderboard"'), ("csv", "model,task,method")):  # fmt: skip
+                        ("json", '"schema": "promptopt.suite.leaderboard"'), ("csv", "model,task,variant,method")):  # fmt: skip
         result = runner.invoke(cli, ["report", str(suite_dir), "--format", fmt])
         assert result.exit_code == 0, result.output
         assert marker in result.output
@@ -184,3 +227,25 @@ def test_report_command_renders_each_format(suite_dir, tmp_path):
     assert runner.invoke(cli, ["report", str(suite_dir), "--format", "html", "--output", str(out)]).exit_code == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert load_board([suite_dir]).title == "promptopt leaderboard"  # no suite.json: the default title
+
+
+def test_old_runs_without_predictions_or_compute_show_dashes_and_claim_nothing(tmp_path):
+    root = tmp_path / "board"
+    for method, score in (("manual", 0.5), ("soft", 0.9)):
+        run_dir = write_run(root, "sst2", method, 0, score, flops=None)
+        (run_dir / "predictions.jsonl").unlink()
+    board = board_of(root)
+    assert [(r.method, r.ci_low, r.train_flops, r.best, r.tied) for r in board.rows] == [
+        ("soft", None, None, False, True), ("manual", None, None, False, True)]  # fmt: skip
+    assert [(c.n, c.p) for c in board.comparisons] == [(0, None)]
+    markdown = render_markdown(board)
+    assert "| 90.0 | tied with manual |" in markdown and "no shared examples" in markdown
+    assert "| – | 1.0 | – |" in markdown  # train FLOPs, train time, eval FLOPs
+
+
+def test_the_template_a_soft_prompt_was_built_around_is_named(tmp_path):
+    root = tmp_path / "board"
+    write_run(root, "sst2", "soft", 0, 0.8, prompt="[P*20:p0]{sentence} It was{answer}")
+    write_run(root, "sst2", "search", 0, 0.8, prompt="{sentence} totally rewritten{answer}")
+    rows = {r.method: r for r in board_of(root).rows}
+    assert rows["soft"].templates == ["{sentence} It was{answer}"] and rows["search"].templates == []

@@ -45,3 +45,81 @@ def total_time(board) -> str | None:
     train, evaluation = board.seconds
     return (f"Time: {train / 60:.1f} min optimising, {evaluation / 60:.1f} min evaluating, summed over {ok} finished "
             f"run{'s' if ok != 1 else ''} (as each run measured them).")  # fmt: skip
+
+
+def score_ci(mean: float | None, low: float | None, high: float | None) -> str:
+    """``81.0 [77.1, 84.6]`` (percent): the mean and its 95% interval; the mean alone when there is no interval."""
+    if mean is None:
+        return "–"
+    return percent(mean) if low is None or high is None else f"{percent(mean)} [{percent(low)}, {percent(high)}]"
+
+
+def row_score(row) -> str:
+    """A row's :func:`score_ci`, saying on how many examples the interval is when that is fewer than were scored
+    (seeds scored on different examples share only some)."""
+    text = score_ci(row.mean, row.ci_low, row.ci_high)
+    return f"{text} (CI on n={row.ci_n})" if row.ci_low is not None and row.ci_n < row.n_eval else text
+
+
+def points(diff: float | None, low: float | None = None, high: float | None = None) -> str:
+    """A difference of scores in percentage points, signed: ``+6.0``, or ``+6.0 [1.2, 10.4]`` with its interval."""
+    if diff is None:
+        return "–"
+    text = f"{100 * diff:+.1f}"
+    return text if low is None or high is None else f"{text} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def pvalue(p: float | None) -> str:
+    """``0.031``, ``<0.001``, ``1``, or ``–`` when no test could be made."""
+    if p is None:
+        return "–"
+    if p < 0.001:
+        return "<0.001"
+    return "1" if p >= 1 else f"{p:.3f}"
+
+
+def flops(value: float | None) -> str:
+    """``1.2e12``; ``–`` when the run did not count its compute."""
+    if value is None:
+        return "–"
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def verdict(row) -> str:
+    """``best``, ``tied with a, b``, or empty (what the significance tests say of a row)."""
+    if row.best:
+        return "best"
+    return "tied with " + ", ".join(row.tied_with) if row.tied else ""
+
+
+def templates(row) -> str:
+    """The template a row's seeds used, on one line; ``N templates`` when they differ; ``–`` when unknown."""
+    if not row.templates:
+        return "–"
+    return one_line(row.templates[0]) if len(row.templates) == 1 else f"{len(row.templates)} templates (see Prompts)"
+
+
+def comparison_test(c) -> str:
+    """``McNemar exact (b=12, c=3)`` or ``paired bootstrap``; ``no shared examples`` when none was possible."""
+    if c.p is None:
+        return "no shared examples"
+    if c.discordant_a is not None:
+        seeds = f", mean over {c.seeds} seeds" if c.seeds > 1 else ""
+        return f"{c.test} (b={c.discordant_a}, c={c.discordant_b}{seeds})"
+    return c.test
+
+
+SIGNIFICANCE_NOTE = (
+    "Score: the task's metric on its evaluation split, mean over the seeds that finished, with its 95% bootstrap "
+    "interval over examples (1,000 resamples, seeded; several seeds: each resample scored with every seed and "
+    "averaged). Verdict: *best* only when the top method beats every other one significantly (Holm-adjusted p < "
+    "0.05 in the significance table); otherwise the methods not significantly worse than the top are *tied* with "
+    "it. Comparisons are paired, on the evaluation examples both methods were scored on (n): the difference's "
+    "paired-bootstrap interval, and for accuracy an exact McNemar test on the discordant examples (b: only the "
+    "first right, c: only the second; counts per seed averaged over the seeds both ran), else the paired-bootstrap "
+    "p; Holm-corrected over the pairs of each task. Compute: estimated FLOPs (2 x parameters x positions, forward "
+    "and backward), mean over seeds; – where a run did not count them."
+)

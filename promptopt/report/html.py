@@ -9,7 +9,7 @@ from __future__ import annotations
 from . import fmt
 from .inspection import hard_token_segments, soft_summary
 from .model import Leaderboard, Row
-from .svg import MARKERS, bar_chart, colors_for, esc, line_chart, scatter_chart
+from .svg import MARKERS, _unique, bar_chart, colors_for, efficiency_chart, esc, line_chart, scatter_chart
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -50,25 +50,53 @@ def _table(header: list[tuple[str, str]], rows: list[str]) -> str:
 
 
 def _results_table(board: Leaderboard, model: str) -> str:
+    variants = any(r.variant for r in board.rows)
     rows = []
     for task in board.tasks:
         for r in board.rows_of(model, task):
-            score = esc(fmt.score(r.mean, r.std))
+            score = esc(fmt.row_score(r))
             if r.best:
-                score = f'<span class="star" title="best mean of this task">★</span> <b>{score}</b>'
+                star = '<span class="star" title="beats every other method of this task significantly">★</span>'
+                score = f"{star} <b>{score}</b>"
             seeds = esc(fmt.seeds(r.ok, r.runs))
             if r.failed:
                 seeds = f'<span class="failed">{seeds}</span>'
+            template = f"<span class=prompt>{esc(fmt.templates(r))}</span>" if r.templates else esc(fmt.templates(r))
             rows.append(f'<tr class="{"best" if r.best else ""}">' + "".join([
-                _cell(esc(task)), _cell(esc(r.method)), _cell(esc(fmt.metric_label(r.metric))), _cell(score, "num"),
-                _cell(seeds, "num"), _cell(esc(fmt.integer(r.n_eval)), "num"),
-                _cell(esc(fmt.integer(r.trainable_parameters)), "num"), _cell(esc(fmt.number(r.train_seconds)), "num"),
+                _cell(esc(task)), *([_cell(esc(r.variant or "–"))] if variants else []), _cell(esc(r.method)),
+                _cell(esc(fmt.metric_label(r.metric))), _cell(score, "num"), _cell(esc(fmt.verdict(r))),
+                _cell(esc(fmt.number(None if r.std is None else 100 * r.std)), "num"), _cell(seeds, "num"),
+                _cell(esc(fmt.integer(r.n_eval)), "num"), _cell(esc(fmt.number(r.n_train, 0)), "num"), _cell(template),
+                _cell(esc(fmt.integer(r.trainable_parameters)), "num"), _cell(esc(fmt.flops(r.train_flops)), "num"),
+                _cell(esc(fmt.number(r.train_seconds)), "num"), _cell(esc(fmt.flops(r.eval_flops)), "num"),
                 _cell(esc(fmt.number(r.eval_examples_per_second)), "num"),
                 _cell(esc(fmt.number(r.peak_memory_mb, 0)), "num")]) + "</tr>")  # fmt: skip
-    header = [("Task", ""), ("Method", ""), ("Metric", ""), ("Score (%, mean ± std)", "num"), ("Seeds ok", "num"),
-              ("Eval n", "num"), ("Trainable params", "num"), ("Train time (s)", "num"),
+    header = [("Task", ""), *([("Variant", "")] if variants else []), ("Method", ""), ("Metric", ""),
+              ("Score (%, mean [95% CI])", "num"), ("Verdict", ""), ("Seed std", "num"), ("Seeds ok", "num"),
+              ("Eval n", "num"), ("Train n", "num"), ("Template", ""), ("Trainable params", "num"),
+              ("Train FLOPs", "num"), ("Train time (s)", "num"), ("Eval FLOPs", "num"),
               ("Eval throughput (ex/s)", "num"), ("Peak memory (MB)", "num")]  # fmt: skip
     return _table(header, rows)
+
+
+def _significance_table(board: Leaderboard, model: str) -> str:
+    comparisons = [c for task in board.tasks for c in board.comparisons_of(model, task)]
+    if not comparisons:
+        return ""
+    variants = any(r.variant for r in board.rows)
+    rows = [f'<tr class="{"best" if c.significant else ""}">' + "".join([
+        _cell(esc(c.task)), *([_cell(esc(c.variant or "–"))] if variants else []),
+        _cell(f"{esc(c.a)} vs {esc(c.b)}"), _cell(esc(fmt.integer(c.n)), "num"),
+        _cell(esc(fmt.points(c.diff, c.low, c.high)), "num"), _cell(esc(fmt.pvalue(c.p)), "num"),
+        _cell(esc(fmt.pvalue(c.p_holm)), "num"), _cell(esc(fmt.comparison_test(c)))]) + "</tr>"
+        for c in comparisons]  # fmt: skip
+    header = [("Task", ""), *([("Variant", "")] if variants else []), ("Pair", ""), ("n", "num"),
+              ("Difference (points) [95% CI]", "num"), ("p", "num"), ("Holm p", "num"), ("Test", "")]  # fmt: skip
+    return f"<h3>Significance: {esc(model)}</h3>" + _table(header, rows)
+
+
+def _group(row: Row) -> str:
+    return f"{row.task} · {row.variant}" if row.variant else row.task
 
 
 def _charts(board: Leaderboard) -> list[str]:
@@ -76,15 +104,17 @@ def _charts(board: Leaderboard) -> list[str]:
     colors = colors_for(methods)
     out = []
     for model in board.models:
-        rows: dict[tuple[str, str], Row] = {(r.task, r.method): r for r in board.rows if r.model == model}
-        tasks = [t for t in board.tasks if any(k[0] == t for k in rows)]
-        values = {k: (r.mean, r.std) for k, r in rows.items()}
+        rows: dict[tuple[str, str], Row] = {(_group(r), r.method): r for r in board.rows if r.model == model}
+        groups = _unique(_group(r) for r in board.rows if r.model == model)
+        values = {k: (r.mean, r.ci_low, r.ci_high) for k, r in rows.items()}
         suffix = f" ({model})" if len(board.models) > 1 else ""
-        out.append(bar_chart(f"Score per method and task{suffix}", tasks, methods, values, colors, "score (%)"))
+        out.append(bar_chart(f"Score per method and task{suffix}", groups, methods, values, colors,
+                             "score (%), 95% interval"))  # fmt: skip
+    out += _efficiency_charts(board, colors)
     markers = {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(board.tasks)}
     points = [{"x": r.trainable_parameters, "y": r.mean, "series": r.method, "group": r.task,
-               "tip": f"{r.task} · {r.method}: {fmt.score(r.mean, r.std)}% with {r.trainable_parameters:,} "
-                      f"trainable parameters ({r.model})"}
+               "tip": f"{r.task} · {r.method}: {fmt.score_ci(r.mean, r.ci_low, r.ci_high)}% with "
+                      f"{r.trainable_parameters:,} trainable parameters ({r.model})"}
               for r in board.rows if r.mean is not None]  # fmt: skip
     if points:
         out.append(scatter_chart("Score against trainable parameters", points, colors, markers,
@@ -95,6 +125,21 @@ def _charts(board: Leaderboard) -> list[str]:
     else:
         out.append('<p class="note">No run logged a learning curve (records with a "step" and a loss or selection '
                    "score in history.jsonl).</p>")  # fmt: skip
+    return out
+
+
+def _efficiency_charts(board: Leaderboard, colors: dict[str, str]) -> list[str]:
+    """Score against training examples, one line per method (:meth:`Leaderboard.efficiency`)."""
+    out = []
+    many_models = len(board.models) > 1
+    for model, task, rest, curves in board.efficiency():
+        lines = [{"series": method, "points": [
+            {"x": r.n_train, "y": r.mean, "low": r.ci_low, "high": r.ci_high,
+             "tip": f"{method}, {fmt.number(r.n_train, 0)} training examples ({r.variant}): "
+                    f"{fmt.score_ci(r.mean, r.ci_low, r.ci_high)}%"} for r in rows]}
+            for method, rows in curves.items()]  # fmt: skip
+        title = f"Data efficiency: {task}" + (f" · {rest}" if rest else "") + (f" ({model})" if many_models else "")
+        out.append(efficiency_chart(title, lines, colors, "training examples (log scale)", "score (%), 95% interval"))
     return out
 
 
@@ -128,10 +173,13 @@ def _failures(board: Leaderboard) -> str:
 
 
 def _prompts(board: Leaderboard) -> str:
-    rows = [f"<tr>{_cell(esc(r.task))}{_cell(esc(r.method))}{_cell(r.seed, 'num')}"
-            f"{_cell(esc(fmt.percent(r.score)), 'num')}{_cell(f'<span class=prompt>{esc(r.prompt_text)}</span>')}</tr>"
+    variants = any(r.variant for r in board.rows)
+    rows = [f"<tr>{_cell(esc(r.task))}{_cell(esc(r.variant or '–')) if variants else ''}{_cell(esc(r.method))}"
+            f"{_cell(r.seed, 'num')}{_cell(esc(fmt.percent(r.score)), 'num')}"
+            f"{_cell(f'<span class=prompt>{esc(r.prompt_text)}</span>')}</tr>"
             for r in board.runs if r.status == "ok"]  # fmt: skip
-    return _table([("Task", ""), ("Method", ""), ("Seed", "num"), ("Score (%)", "num"), ("Prompt", "")], rows)
+    return _table([("Task", ""), *([("Variant", "")] if variants else []), ("Method", ""), ("Seed", "num"),
+                   ("Score (%)", "num"), ("Prompt", "")], rows)  # fmt: skip
 
 
 def _inspection(board: Leaderboard) -> list[str]:
@@ -210,12 +258,12 @@ def render_html(board: Leaderboard) -> str:
              f"<title>{esc(board.title)}</title><style>{_CSS}</style></head>", "<body><main>",
              f"<h1>{esc(board.title)}</h1>", _meta(board)]  # fmt: skip
     for model in board.models:
-        parts += [f"<h2>Results: {esc(model)}</h2>", _results_table(board, model)]
-    parts.append('<p class="note">★ best mean of its task. Score: the task\'s metric on its evaluation split, mean ± '
-                 "sample standard deviation over the seeds that finished. Train time: the method's optimisation, mean "
-                 "over seeds. Throughput: evaluation examples per second. Peak memory: GPU peak allocation, or on CPU "
-                 "the process's peak resident memory (a suite runs in one process, so this includes every earlier "
-                 "run).</p>")  # fmt: skip
+        parts += [f"<h2>Results: {esc(model)}</h2>", _results_table(board, model), _significance_table(board, model)]
+    parts.append(f'<p class="note">★ best of its task, significantly. {esc(fmt.SIGNIFICANCE_NOTE)} Seed std: sample '
+                 "standard deviation of the score over seeds (points). Train n: training examples the method was "
+                 "given. Template: the one each row used (– when a method chose among several and the run does not "
+                 "say which). Train time: the method's optimisation, mean over seeds. Throughput: evaluation examples "
+                 "per second. Peak memory: GPU peak allocation, or on CPU the process's peak resident memory.</p>")
     parts += ["<h2>Charts</h2>", '<div class="charts">', *_charts(board), "</div>"]
     if board.failures:
         parts += ["<h2>Failed runs</h2>", _failures(board)]

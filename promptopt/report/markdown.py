@@ -26,8 +26,45 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _score_cell(row: Row) -> str:
-    text = fmt.score(row.mean, row.std)
+    text = fmt.row_score(row)
     return f"**{text}** ★" if row.best else text
+
+
+def _has_variants(board: Leaderboard) -> bool:
+    return any(r.variant for r in board.rows)
+
+
+def results_lines(board: Leaderboard, model: str) -> list[str]:
+    """The results table of one model: score with interval, verdict, variant, template, compute and time."""
+    variants = _has_variants(board)
+    body = []
+    for task in board.tasks:
+        for row in board.rows_of(model, task):
+            body.append([md(task), *([md(row.variant or "–")] if variants else []), md(row.method),
+                         md(fmt.metric_label(row.metric)), _score_cell(row), md(fmt.verdict(row)),
+                         fmt.number(None if row.std is None else 100 * row.std), fmt.seeds(row.ok, row.runs),
+                         fmt.integer(row.n_eval), fmt.number(row.n_train, 0), md(fmt.templates(row)),
+                         fmt.integer(row.trainable_parameters), fmt.flops(row.train_flops),
+                         fmt.number(row.train_seconds), fmt.flops(row.eval_flops), fmt.number(row.eval_examples_per_second),
+                         fmt.number(row.peak_memory_mb, 0)])  # fmt: skip
+    header = ["Task", *(["Variant"] if variants else []), "Method", "Metric", "Score (%, mean [95% CI])", "Verdict",
+              "Seed std", "Seeds ok", "Eval n", "Train n", "Template", "Trainable params", "Train FLOPs",
+              "Train time (s)", "Eval FLOPs", "Eval throughput (ex/s)", "Peak memory (MB)"]  # fmt: skip
+    return _table(header, body)
+
+
+def significance_lines(board: Leaderboard, model: str) -> list[str]:
+    """The pairwise comparisons of one model's methods, task by task."""
+    comparisons = [c for task in board.tasks for c in board.comparisons_of(model, task)]
+    if not comparisons:
+        return []
+    variants = _has_variants(board)
+    body = [[md(c.task), *([md(c.variant or "–")] if variants else []), f"{md(c.a)} vs {md(c.b)}", fmt.integer(c.n),
+             fmt.points(c.diff, c.low, c.high), fmt.pvalue(c.p), fmt.pvalue(c.p_holm), md(fmt.comparison_test(c))]
+            for c in comparisons]  # fmt: skip
+    header = ["Task", *(["Variant"] if variants else []), "Pair", "n", "Difference (points) [95% CI]", "p", "Holm p",
+              "Test"]  # fmt: skip
+    return [f"### Significance: {md(model)}", ""] + _table(header, body) + [""]
 
 
 def meta_lines(board: Leaderboard) -> list[str]:
@@ -49,29 +86,37 @@ def meta_lines(board: Leaderboard) -> list[str]:
     return out
 
 
+def efficiency_lines(board: Leaderboard) -> list[str]:
+    """Data-efficiency tables: score [95% CI] per method and training-set size (:meth:`Leaderboard.efficiency`)."""
+    out = []
+    for model, task, rest, curves in board.efficiency():
+        sizes = sorted({r.n_train for rows in curves.values() for r in rows})
+        title = f"### Data efficiency: {md(task)}" + (f" · {md(rest)}" if rest else "") + f" ({md(model)})"
+        body = [[md(method), *[next((fmt.score_ci(r.mean, r.ci_low, r.ci_high) for r in rows if r.n_train == n), "–")
+                               for n in sizes]] for method, rows in curves.items()]  # fmt: skip
+        out += [title, ""] + _table(["Method", *[f"{fmt.number(n, 0)} train" for n in sizes]], body) + [""]
+    return out
+
+
 def render_markdown(board: Leaderboard) -> str:
-    """The leaderboard as Markdown: results per model, failed runs, prompts, and the soft-prompt inspection."""
+    """The leaderboard as Markdown: results and significance per model, failed runs, prompts, and the soft-prompt
+    inspection."""
     lines = [f"# {md(board.title)}", ""]
     meta = meta_lines(board)
     if meta:
         lines += meta + [""]
     for model in board.models:
         lines += [f"## Results: {md(model)}", ""]
-        body = []
-        for task in board.tasks:
-            for row in board.rows_of(model, task):
-                body.append([md(task), md(row.method), md(fmt.metric_label(row.metric)), _score_cell(row),
-                             fmt.seeds(row.ok, row.runs), fmt.integer(row.n_eval), fmt.integer(row.trainable_parameters),
-                             fmt.number(row.train_seconds), fmt.number(row.eval_examples_per_second),
-                             fmt.number(row.peak_memory_mb, 0)])  # fmt: skip
-        lines += _table(["Task", "Method", "Metric", "Score (%, mean ± std)", "Seeds ok", "Eval n", "Trainable params",
-                         "Train time (s)", "Eval throughput (ex/s)", "Peak memory (MB)"], body)  # fmt: skip
+        lines += results_lines(board, model)
         lines.append("")
+        lines += significance_lines(board, model)
+    lines += efficiency_lines(board)
     lines += [
-        "★ best mean of its task. Score: the task's metric on its evaluation split, mean ± sample standard deviation "
-        "over the seeds that finished. Train time: the method's optimisation, mean over seeds. Throughput: evaluation "
-        "examples per second. Peak memory: GPU peak allocation, or on CPU the process's peak resident memory "
-        "(a suite runs in one process, so this includes every earlier run).",
+        "★ best of its task, significantly. " + fmt.SIGNIFICANCE_NOTE + " Seed std: sample standard deviation of the "
+        "score over seeds (points). Train n: training examples the method was given. Template: the one each row "
+        "used (– when a method chose among several and the run does not say which). Train time: the method's "
+        "optimisation, mean over seeds. Throughput: evaluation examples per second. Peak memory: GPU peak "
+        "allocation, or on CPU the process's peak resident memory.",
         "",
     ]
     failures = board.failures
@@ -83,10 +128,12 @@ def render_markdown(board: Leaderboard) -> str:
         lines.append("")
     ok_runs = [r for r in board.runs if r.status == "ok"]
     if ok_runs:
+        variants = _has_variants(board)
         lines += ["## Prompts", ""]
-        lines += _table(["Model", "Task", "Method", "Seed", "Score (%)", "Prompt"],
-                        [[md(r.model), md(r.task), md(r.method), str(r.seed), fmt.percent(r.score),
-                          md(fmt.one_line(r.prompt_text))] for r in ok_runs])  # fmt: skip
+        lines += _table(["Model", "Task", *(["Variant"] if variants else []), "Method", "Seed", "Score (%)", "Prompt"],
+                        [[md(r.model), md(r.task), *([md(r.variant or "–")] if variants else []), md(r.method),
+                          str(r.seed), fmt.percent(r.score), md(fmt.one_line(r.prompt_text))]
+                         for r in ok_runs])  # fmt: skip
         lines.append("")
     lines += _inspection_lines(board)
     return "\n".join(lines).rstrip() + "\n"

@@ -123,10 +123,17 @@ def _legend(items: list[tuple[str, str, str]], x: float, y: float, width: int) -
     return out
 
 
+def _errbar(cx: float, lo: float, hi: float, half: float = 4.0) -> str:
+    """A vertical error bar with caps, in pixels (``lo`` below ``hi`` on the page, i.e. ``lo`` > ``hi``)."""
+    return (f'<path d="M{cx:.1f},{lo:.1f}V{hi:.1f}M{cx - half:.1f},{lo:.1f}h{2 * half:g}M{cx - half:.1f},{hi:.1f}'
+            f'h{2 * half:g}" class="errbar"/>')  # fmt: skip
+
+
 def bar_chart(title: str, groups: list[str], series: list[str], values: dict, colors: dict[str, str],
               y_label: str, width: int = WIDE) -> str:  # fmt: skip
     """Grouped bars: one group per ``groups`` item, one bar per ``series`` item; ``values[(group, series)]`` is
-    ``(mean, std or None)`` as fractions, drawn as percent with an error bar of one standard deviation."""
+    ``(mean, low, high)`` as fractions (``low``/``high`` the 95% interval, or None), drawn as percent with the
+    interval as an error bar."""
     height = 330
     f = _Frame(56, width - 16, 48, height - 62, ymin=0.0, ymax=100.0)
     out = _open(title, width, height)
@@ -140,22 +147,60 @@ def bar_chart(title: str, groups: list[str], series: list[str], values: dict, co
             value = values.get((group, name))
             if value is None or value[0] is None:
                 continue
-            mean, std = value
+            mean, low, high = value
+            ci = low is not None and high is not None
             x = left + si * bar
             top = f.y(100 * mean)
-            tip = f"{group} · {name}: {100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if std is not None else "")
+            tip = f"{group} · {name}: {100 * mean:.1f}%" + (f" [{100 * low:.1f}, {100 * high:.1f}]" if ci else "")
             out.append(f'<rect x="{x + 1:.1f}" y="{top:.1f}" width="{bar - 2:.1f}" height="{f.y1 - top:.1f}" '
                        f'fill="{colors[name]}"><title>{esc(tip)}</title></rect>')  # fmt: skip
-            if std is not None:
-                lo, hi = f.y(max(0.0, 100 * (mean - std))), f.y(min(100.0, 100 * (mean + std)))
-                cx = x + bar / 2
-                out.append(f'<path d="M{cx:.1f},{lo:.1f}V{hi:.1f}M{cx - 4:.1f},{lo:.1f}h8M{cx - 4:.1f},{hi:.1f}h8" '
-                           'class="errbar"/>')  # fmt: skip
+            hi = top
+            if ci:
+                lo, hi = f.y(max(0.0, 100 * low)), f.y(min(100.0, 100 * high))
+                out.append(_errbar(x + bar / 2, lo, hi))
             if bar >= 22:
-                out.append(f'<text x="{x + bar / 2:.1f}" y="{min(top, hi if std is not None else top) - 4:.1f}" '
+                out.append(f'<text x="{x + bar / 2:.1f}" y="{min(top, hi) - 4:.1f}" '
                            f'text-anchor="middle" class="value">{100 * mean:.0f}</text>')  # fmt: skip
         out.append(f'<text x="{f.x0 + (gi + 0.5) * slot:.1f}" y="{f.y1 + 18:.1f}" text-anchor="middle" '
                    f'class="group">{esc(group)}</text>')  # fmt: skip
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def efficiency_chart(title: str, lines: list[dict], colors: dict[str, str], x_label: str, y_label: str,
+                     width: int = NARROW) -> str:  # fmt: skip
+    """Score against training examples, x on a log scale (``log10(x)``; sizes below 1 sit at 1), one line per
+    method with its 95% intervals as error bars. Each line: ``series`` and ``points``, each point ``x`` (examples),
+    ``y``, ``low``, ``high`` (fractions; the interval may be None) and ``tip``."""
+    height = 300
+    f = _Frame(64, width - 24, 48, height - 50)
+    pts = [p for ln in lines for p in ln["points"]]
+    xs = [math.log10(max(p["x"], 1)) for p in pts]
+    ys = [100 * v for p in pts for v in (p["y"], p["low"], p["high"]) if v is not None]
+    lo_x, hi_x = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    pad = max(0.08 * (hi_x - lo_x), 0.1)
+    f.xmin, f.xmax = lo_x - pad, hi_x + pad
+    yt = nice_ticks(max(0.0, min(ys, default=0.0) - 2), min(100.0, max(ys, default=100.0) + 2), 5)
+    f.ymin, f.ymax = yt[0], yt[-1]
+    out = _open(title, width, height)
+    out += _legend([(ln["series"], colors[ln["series"]], "line") for ln in lines], f.x0, 34, width)
+    out += _y_axis(f, yt, y_label)
+    for n in sorted({p["x"] for p in pts}):
+        x = f.x(math.log10(max(n, 1)))
+        out.append(f'<text x="{x:.1f}" y="{f.y1 + 16:.1f}" text-anchor="middle" class="tick">{esc(_si(n))}</text>')
+    for li, ln in enumerate(lines):
+        color = colors[ln["series"]]
+        shift = (li - (len(lines) - 1) / 2) * 3.0  # methods at one size side by side, so their bars do not hide
+        coords = [(f.x(math.log10(max(p["x"], 1))) + shift, p) for p in ln["points"]]
+        if len(coords) > 1:
+            path = " ".join(f"{x:.1f},{f.y(100 * p['y']):.1f}" for x, p in coords)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.8"/>')
+        for x, p in coords:
+            if p["low"] is not None and p["high"] is not None:
+                out.append(_errbar(x, f.y(100 * p["low"]), f.y(100 * p["high"]), half=3.0).replace(
+                    'class="errbar"', f'class="errbar" style="stroke:{color}"'))  # fmt: skip
+            out.append(_marker("circle", x, f.y(100 * p["y"]), color, p["tip"], r=3.5))
+    out.append(_x_label(f, x_label, height))
     out.append("</svg>")
     return "\n".join(out)
 

@@ -4,7 +4,9 @@
     suite = run_suite(SuiteConfig(tasks=["sst2", "rte"], seeds=[0, 1, 2], output="runs/board"))
     print(suite.reports["md"])
 
-Runs go to ``OUTPUT/<model>/<task>/<method>/seed<k>`` through :func:`promptopt.pipeline.runner.run`, so each is a normal run
+Runs go to ``OUTPUT/<model>/<task>/<method>/seed<k>`` (``.../<method>/<setting>/seed<k>`` when the suite varies the
+training-set size, ``shots=[4, 16]`` or ``max_train=[...]``, or the template, ``same_template="each"``: see
+:func:`variant_dir`) through :func:`promptopt.pipeline.runner.run`, so each is a normal run
 directory. A run whose ``result.json`` exists is skipped when the suite is run again; a failing run is recorded
 (``error.json``) and the suite goes on. Each model is loaded once. Methods default to every registered method.
 
@@ -68,6 +70,9 @@ class SuiteConfig:
     inspect: bool = field(default=True, metadata={"help": "inspect trained prompts (soft vectors, token segments)"})
     title: str = field(default="promptopt leaderboard", metadata={"help": "report title"})
     meta: dict = field(default_factory=dict, metadata={"help": "shown in the report (command, notes)"})
+    shots: list[int] = field(default_factory=list, metadata={"help": "training examples per class, one combination per value (data-efficiency curves); one value: the same as run.shots"})
+    max_train: list[int] = field(default_factory=list, metadata={"help": "training-set sizes, one combination per value; one value: the same as run.max_train"})
+    same_template: str | None = field(default=None, metadata={"help": "'first': every method gets only the task's first template; 'each': one combination per template; None: methods get all templates"})
 
     def __post_init__(self):
         if not self.tasks:
@@ -78,6 +83,64 @@ class SuiteConfig:
             raise ConfigError(f"SuiteConfig.seeds has duplicates: {self.seeds}")
         if not self.models:
             self.models = [None]
+        if self.same_template not in (None, "first", "each"):
+            raise ConfigError(f"SuiteConfig.same_template is {self.same_template!r}; choose 'first', 'each' or None")
+        for name in ("shots", "max_train"):
+            values = list(getattr(self, name))
+            if len(set(values)) != len(values):
+                raise ConfigError(f"SuiteConfig.{name} has duplicates: {values}")
+            if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+                raise ConfigError(f"SuiteConfig.{name}: give whole numbers >= 1, got {values}")
+            if len(values) == 1:  # one size is today's single setting: same run directories, same settings record
+                setattr(self.run, name, values[0])
+                values = []
+            setattr(self, name, values)
+
+    def settings_of(self, task) -> list["Setting"]:
+        """The training-set size x template combinations of one task, in order (one, today's, by default)."""
+        shots = self.shots or [self.run.shots]
+        max_train = self.max_train or [self.run.max_train]
+        given = list(self.run.templates) or list(task.templates)
+        if self.same_template == "each" and len(given) > 1:
+            templates = list(range(len(given)))
+        else:
+            templates = [0 if self.same_template and given else None]
+        return [Setting(s, m, t, given[t] if t is not None else None,
+                        variant_dir(s if self.shots else None, m if self.max_train else None,
+                                    t if len(templates) > 1 else None))
+                for s in shots for m in max_train for t in templates]  # fmt: skip
+
+
+@dataclass
+class Setting:
+    """One training-set size and template choice of a suite; ``directory`` is its run-directory level ("" for
+    a suite with a single setting, whose runs keep the ``METHOD/seedK`` layout)."""
+
+    shots: int | None
+    max_train: int | None
+    template_index: int | None
+    template: str | None
+    directory: str
+
+
+def variant_dir(shots: int | None, max_train: int | None, template_index: int | None) -> str:
+    """The run-directory level of a suite setting: ``shots16``, ``train100``, ``template1`` joined by ``-``, for
+    the parts the suite varies; empty when it varies none."""
+    parts = ([f"shots{shots}"] if shots is not None else []) + ([f"train{max_train}"] if max_train is not None else [])
+    return "-".join(parts + ([f"template{template_index}"] if template_index is not None else []))
+
+
+_VARIANT_DIR = re.compile(r"(?:shots(\d+))?-?(?:train(\d+))?-?(?:template(\d+))?")
+
+
+def parse_variant_dir(name: str) -> dict | None:
+    """The settings named by a :func:`variant_dir` level (``shots``, ``max_train``, ``template_index``), or None
+    when ``name`` is not one."""
+    m = _VARIANT_DIR.fullmatch(name)
+    if not m or not name or not any(m.groups()):
+        return None
+    shots, max_train, template = (int(g) if g is not None else None for g in m.groups())
+    return {"shots": shots, "max_train": max_train, "template_index": template}
 
 
 @dataclass
@@ -94,6 +157,7 @@ class SuiteEntry:
     error: str | None = None
     seconds: float = 0.0
     inspect_error: str | None = None
+    variant: str = ""  # the run-directory level of its setting (variant_dir), empty for a single-setting suite
 
 
 @dataclass
@@ -118,6 +182,19 @@ def parse_seeds(text: str | int) -> list[int]:
         return [int(s) for s in str(text).split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds {text!r}: give a count N or a comma-separated list of integers") from None
+
+
+def parse_sizes(text: str | int | None, option: str = "--shots") -> list[int]:
+    """``None`` -> []; ``"16"`` -> [16]; ``"4,16,64"`` -> [4, 16, 64] (whole numbers >= 1, no duplicates)."""
+    if text is None or text == "":
+        return []
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: give a whole number or a comma-separated list (e.g. 4,16,64)") from None
+    if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"{option} {text!r}: give distinct whole numbers >= 1 (e.g. 4,16,64)")
+    return values
 
 
 def resolve_methods(requested: list[str] | None, pm=None) -> list[str]:
@@ -164,8 +241,11 @@ def slug(text: str) -> str:
     return out or "_"
 
 
-def suite_run_dir(root: str | Path, model: str, task: str, method: str, seed: int) -> Path:
-    return Path(root) / slug(model) / slug(task) / slug(method) / f"seed{seed}"
+def suite_run_dir(root: str | Path, model: str, task: str, method: str, seed: int, variant: str = "") -> Path:
+    """``root/MODEL/TASK/METHOD[/VARIANT]/seedK``; ``variant`` is a :func:`variant_dir` level, empty for a suite with
+    a single setting."""
+    out = Path(root) / slug(model) / slug(task) / slug(method)
+    return (out / variant if variant else out) / f"seed{seed}"
 
 
 def machine_description() -> str:
@@ -201,6 +281,11 @@ def _settings(config: SuiteConfig) -> dict:
     out = {k: getattr(run, k) for k in ("max_train", "shots", "max_eval", "select_split", "eval_split", "device",
                                        "dtype") if getattr(run, k) is not None}  # fmt: skip
     out["eval_batch_size"] = run.batch_size
+    for name in ("shots", "max_train"):
+        if getattr(config, name):
+            out[name] = ",".join(str(v) for v in getattr(config, name))
+    if config.same_template:
+        out["same_template"] = config.same_template
     out.update({f"train.{k}": v for k, v in run.train.items()})
     out.update({f"option.{k}": v for k, v in config.method_options.items()})
     return out
@@ -278,28 +363,29 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
     _check_same_settings(root, config)
     root.mkdir(parents=True, exist_ok=True)
     _write_suite(root, config, methods, tasks, [])  # records the settings at once, should the suite be interrupted
-    combos = [(model, task, method, seed) for model in config.models for task in tasks for method in methods
-              for seed in config.seeds]  # fmt: skip
+    combos = [(model, task, setting, method, seed) for model in config.models for task in tasks
+              for setting in config.settings_of(task) for method in methods for seed in config.seeds]  # fmt: skip
     entries: list[SuiteEntry] = []
     index = -1
     for model in config.models:
         label = model_label(model)
         loaded = _ModelSlot(model, load)
-        for task in tasks:
+        for task, setting in [(task, setting) for task in tasks for setting in config.settings_of(task)]:
+            opts = _setting_options(run_opts, setting)
             for method in methods:
                 for seed in config.seeds:
                     index += 1
                     if index % share[1] != share[0]:
                         continue  # another process's run
-                    out = suite_run_dir(root, label, task.name, method, seed)
-                    entry = SuiteEntry(label, task.name, method, seed, str(out))
+                    out = suite_run_dir(root, label, task.name, method, seed, setting.directory)
+                    entry = SuiteEntry(label, task.name, method, seed, str(out), variant=setting.directory)
                     if loaded.get() is None:
                         entry.status, entry.error = "failed", loaded.error
                         _record_failure(out, entry, loaded.exception)
                     else:
-                        _run_one(entry, out, run_opts, model, task, method, seed, per_method[method], loaded.get(), pm)
+                        _run_one(entry, out, opts, model, task, method, seed, per_method[method], loaded.get(), pm)
                     if config.inspect and entry.status == "ok" and _needs_inspection(out) and loaded.get() is not None:
-                        _inspect_one(entry, out, loaded.get(), run_opts, pm)
+                        _inspect_one(entry, out, loaded.get(), opts, pm)
                     entries.append(entry)
                     if on_event:
                         on_event(entry, len(entries), len(combos))
@@ -328,14 +414,19 @@ def _write_suite(root: Path, config: SuiteConfig, methods: list[str], tasks: lis
     write_json(root / SUITE_FILE, {
         "schema": SUITE_SCHEMA, "schema_version": SUITE_SCHEMA_VERSION, "title": config.title, "meta": meta,
         "config": {"methods": methods, "tasks": [t.name for t in tasks], "seeds": config.seeds,
-                   "models": [model_label(m) for m in config.models], "collect": config.collect},
+                   "models": [model_label(m) for m in config.models], "collect": config.collect,
+                   "shots": config.shots or config.run.shots, "max_train": config.max_train or config.run.max_train,
+                   "same_template": config.same_template},
         "entries": [dataclasses.asdict(e) for e in entries],
     })  # fmt: skip
     return meta
 
 
 def _check_same_settings(root: Path, config: SuiteConfig) -> None:
-    """Finished runs are reused, so a suite directory must not mix budgets: refuse other run settings."""
+    """Finished runs are reused, so a suite directory must not mix budgets: refuse other run settings. A list of
+    training-set sizes may change into another list (each size has its own run directories, so sizes can be added);
+    a single size may not become a list or the other way round (the layout changes, and the runs of both layouts
+    would be reported as the same rows)."""
     path = root / SUITE_FILE
     if not path.exists():
         return
@@ -344,11 +435,20 @@ def _check_same_settings(root: Path, config: SuiteConfig) -> None:
     except (OSError, json.JSONDecodeError):
         return
     now = json.loads(json.dumps(_settings(config), default=str))
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    sizes = {k for k in ("shots", "max_train") if "," in str(before.get(k, "")) and "," in str(now.get(k, ""))}
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in sizes)
     if changed:
         diff = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise ConfigError(f"{root} holds runs made with other settings ({diff}); its finished runs would be reused. "
-                          "Use another --output, or the same settings to add methods, tasks or seeds")  # fmt: skip
+                          "Use another --output, or the same settings to add methods, tasks, seeds or sizes")  # fmt: skip
+
+
+def _setting_options(run_opts: RunOptions, setting: Setting) -> RunOptions:
+    """The shared run options with one setting's training-set size and template applied."""
+    changes = {"shots": setting.shots, "max_train": setting.max_train}
+    if setting.template is not None:
+        changes["templates"] = [setting.template]
+    return dataclasses.replace(run_opts, **changes)
 
 
 class _ModelSlot:
@@ -516,6 +616,92 @@ def _display(path: Path, base: Path | None) -> str:
     return str(path)
 
 
+def _read_predictions(run_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """Example ids, gold labels and predictions of the evaluation split from ``predictions.jsonl`` (rows with
+    ``split == "eval"`` or no split). The id is the row's ``id``, else its ``source``, else its position; an id seen
+    again gets ``#2``, ``#3``... so that every example keeps its own outcome. Unreadable lines are skipped."""
+    ids: list[str] = []
+    golds: list[str] = []
+    preds: list[str] = []
+    seen: dict[str, int] = {}
+    try:
+        lines = (run_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ids, golds, preds
+    for pos, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(row, dict) or row.get("split", "eval") != "eval" or "label" not in row:
+            continue
+        key = str(row.get("id") or row.get("source") or f"#{pos}")
+        seen[key] = seen.get(key, 0) + 1
+        ids.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+        golds.append(str(row["label"]))
+        preds.append(str(row.get("prediction")))
+    return ids, golds, preds
+
+
+def _flops(compute, part: str) -> float | None:
+    value = compute.get(part) if isinstance(compute, dict) else None
+    value = value.get("flops") if isinstance(value, dict) else None
+    return float(value) if _is_number(value) else None
+
+
+_TASK_TEMPLATES: dict[str, list[str] | None] = {}
+
+
+def _task_templates(name: str | None) -> list[str] | None:
+    """The templates of a task (registered name or spec path), or None when it cannot be found here."""
+    if not name:
+        return None
+    if name not in _TASK_TEMPLATES:
+        try:
+            _TASK_TEMPLATES[name] = list(get_task(name).templates)
+        except Exception:  # noqa: BLE001 - a task of another machine or plugin: the index is only a label
+            _TASK_TEMPLATES[name] = None
+    return _TASK_TEMPLATES[name]
+
+
+def _settings_of(conf: dict) -> dict:
+    """Training-set and template settings of a run from its ``config.json`` (what :class:`RunEntry` holds)."""
+    data = conf.get("data") if isinstance(conf.get("data"), dict) else {}
+    templates = [str(t) for t in conf.get("templates") or []]
+    index = None
+    if len(templates) == 1:
+        known = _task_templates(conf.get("task_spec") or conf.get("task"))
+        if known and templates[0] in known:
+            index = known.index(templates[0])
+    return {"n_train": data.get("train") if _is_number(data.get("train")) else None,
+            "shots": data.get("shots") if _is_number(data.get("shots")) else None,
+            "max_train": data.get("max_train") if _is_number(data.get("max_train")) else None,
+            "templates": templates, "template_index": index}  # fmt: skip
+
+
+_SOFT_SLOT = re.compile(r"\[P(?:\*\d+)?(?::[^\]]*)?\]")
+
+
+def _template_used(templates: list[str], prompt_text: str) -> str:
+    """The template a run used: the one it was given, else the given one its prompt is (a method that chose among
+    several), or is once its soft-vector slots (``[P*20:p0]``) are taken out (a soft prompt built around one);
+    empty when that cannot be told from the run directory (e.g. a search that rewrote the text)."""
+    if len(templates) == 1:
+        return templates[0]
+    for text in (prompt_text, _SOFT_SLOT.sub("", prompt_text)):
+        if text in templates:
+            return text
+    return ""
+
+
+def _read_config(run_dir: Path, fallback: dict | None = None) -> dict:
+    try:
+        conf = read_json(run_dir / "config.json")
+    except (OSError, json.JSONDecodeError):
+        conf = None
+    return conf if isinstance(conf, dict) else (fallback or {})
+
+
 def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> RunEntry:
     metrics = result.metrics.get("eval", {}) if isinstance(result.metrics, dict) else {}
     inspection = None
@@ -524,6 +710,17 @@ def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> R
             inspection = read_json(run_dir / INSPECT_FILE)
         except (OSError, json.JSONDecodeError):
             inspection = None
+    try:
+        compute = read_json(run_dir / "result.json").get("compute")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        compute = None
+    settings = _settings_of(_read_config(run_dir, result.config if isinstance(result.config, dict) else None))
+    named = parse_variant_dir(run_dir.parent.name) if re.fullmatch(r"seed\d+", run_dir.name) else None
+    for key, value in (named or {}).items():  # a suite's run directory names its setting (runs before data.shots)
+        if settings[key] is None:
+            settings[key] = value
+    ids, golds, preds = _read_predictions(run_dir)
+    prompt_text = result.prompt_text or ""
     return RunEntry(
         model=result.model, task=result.task, method=result.method, seed=int(result.seed), status=result.status,
         error=result.error, metric=_metric_name(metrics), score=metrics.get("score"),
@@ -531,8 +728,10 @@ def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> R
         trainable_parameters=int(result.trainable_parameters or 0), train_seconds=float(result.train_seconds or 0),
         eval_seconds=float(result.eval_seconds or 0),
         eval_examples_per_second=float(result.eval_examples_per_second or 0),
-        peak_memory_mb=float(result.peak_memory_mb or 0), prompt_text=result.prompt_text or "",
+        peak_memory_mb=float(result.peak_memory_mb or 0), prompt_text=prompt_text,
         run_dir=_display(run_dir, base), curves=read_curves(run_dir / "history.jsonl"), inspection=inspection,
+        ids=ids, golds=golds, preds=preds, template=_template_used(settings["templates"], prompt_text),
+        train_flops=_flops(compute, "train"), eval_flops=_flops(compute, "eval"), **settings,
     )  # fmt: skip
 
 
@@ -549,7 +748,14 @@ def _entry_from_error(run_dir: Path, base: Path | None) -> RunEntry | None:
             ids = {k: conf.get(k) if ids[k] is None else ids[k] for k in ids}
         except (OSError, json.JSONDecodeError):
             pass
-    parts = run_dir.parts
+    parts = list(run_dir.parts)
+    conf = _read_config(run_dir)
+    settings = _settings_of(conf) if conf else {}
+    variant = parse_variant_dir(parts[-2]) if len(parts) >= 2 and re.fullmatch(r"seed\d+", parts[-1]) else None
+    if variant is not None:
+        del parts[-2]
+        if not conf:
+            settings = variant
     if any(v is None for v in ids.values()) and len(parts) >= 4 and re.fullmatch(r"seed\d+", parts[-1]):
         guess = {"model": parts[-4], "task": parts[-3], "method": parts[-2], "seed": int(parts[-1][4:])}
         ids = {k: guess[k] if ids[k] is None else ids[k] for k in ids}
@@ -558,7 +764,7 @@ def _entry_from_error(run_dir: Path, base: Path | None) -> RunEntry | None:
         return None
     return RunEntry(model=str(ids["model"]), task=str(ids["task"]), method=str(ids["method"]), seed=int(ids["seed"]),
                     status="failed", error=error.get("error") or "failed (no message)",
-                    run_dir=_display(run_dir, base))  # fmt: skip
+                    run_dir=_display(run_dir, base), **settings)  # fmt: skip
 
 
 def collect_runs(roots: list[str | Path]) -> list[RunEntry]:
