@@ -251,10 +251,14 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--note", "notes", multiple=True, help="A line for the report's header, e.g. the budget (repeatable).")
 @click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
 @click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
+@click.option("--eval-seed", type=int, default=0, show_default=True,
+              help="Seed of the --max-eval sample of the reported split (every run of the suite shares it).")
+@click.option("--budget-flops", type=float, default=None,
+              help="Every run stops its method once it has spent this many estimated FLOPs: the same compute for all.")
 @_train_options
 def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_train, shots, same_template, max_eval,
                 select_split, eval_split, options, batch_size, device, dtype, title, notes, no_inspect, progress,
-                **train):  # fmt: skip
+                eval_seed, budget_flops, **train):  # fmt: skip
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
@@ -268,6 +272,7 @@ def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_
         model_kind=model_kind, max_eval=max_eval, select_split=select_split,
         eval_split=eval_split, batch_size=batch_size, device=device, dtype=dtype,
         train={k[len("train_"):]: v for k, v in train.items() if v is not None}, progress=progress,
+        eval_seed=eval_seed, budget_flops=budget_flops,
     )  # fmt: skip
     config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds),
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,

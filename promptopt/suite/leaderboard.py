@@ -281,6 +281,10 @@ def _settings(config: SuiteConfig) -> dict:
     out = {k: getattr(run, k) for k in ("max_train", "shots", "max_eval", "select_split", "eval_split", "device",
                                        "dtype") if getattr(run, k) is not None}  # fmt: skip
     out["eval_batch_size"] = run.batch_size
+    if run.budget_flops is not None:
+        out["budget_flops"] = run.budget_flops
+    if run.eval_seed:
+        out["eval_seed"] = run.eval_seed
     for name in ("shots", "max_train"):
         if getattr(config, name):
             out[name] = ",".join(str(v) for v in getattr(config, name))
