@@ -31,7 +31,6 @@ back to that length) and ends with the prompt an uninterrupted run with the same
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import random
@@ -44,12 +43,15 @@ from promptopt import hookimpl
 from promptopt.sdk import config as cfg_dict
 from promptopt.sdk import (
     ConfigError,
+    Evaluation,
     Example,
     OptimizeResult,
     Prompt,
     PromptOptimizer,
     PromptoptError,
+    ResumableState,
     RunContext,
+    SearchIteration,
     Segment,
     SegmentKind,
     TaskKind,
@@ -58,9 +60,7 @@ from promptopt.sdk import (
     enum_value,
     fit_examples,
     keep_better,
-    read_json,
     search_label_words,
-    write_json,
 )
 
 log = logging.getLogger(__name__)
@@ -140,10 +140,11 @@ class AutoPromptOptimizer(PromptOptimizer):
         iterations = cfg.iterations if cfg.iterations is not None else tc.steps
         batch_size, accumulation = cfg.batch_size or tc.batch_size, cfg.accumulation or tc.grad_accum
         checkpoint = run.output_dir / "checkpoint" / CHECKPOINT_FILE
-        fingerprint = {"config": {k: v for k, v in cfg_dict.to_dict(cfg).items() if k not in _SCHEDULE_FREE},
+        fingerprint = {"config": cfg_dict.fingerprint_dict(cfg),
                        "iterations": iterations, "batch_size": batch_size, "accumulation": accumulation,
                        "seed": run.seed, "template": prompt.text(), "train_examples": len(train)}  # fmt: skip
-        saved = _load_checkpoint(checkpoint, fingerprint) if run.resume and checkpoint.exists() else None
+        store = ResumableState(checkpoint, fingerprint)
+        saved = store.load() if run.resume else None
         if saved is not None and saved["label_words"] is not None:
             prompt = replace(prompt, label_words=saved["label_words"])  # searched before the interruption
         elif cfg.label_search:
@@ -155,7 +156,7 @@ class AutoPromptOptimizer(PromptOptimizer):
             prompt = replace(prompt, label_words=words)
             run.log({"label_words": words, "found": found, "fitted_on": len(fit_on), **check})
         search = _Search(self.config, run, prompt, train, rng, slots, start)
-        search.checkpoint, search.fingerprint = (checkpoint if cfg.checkpoint_every else None), fingerprint
+        search.store = store if cfg.checkpoint_every else None
         if saved is not None:
             search.restore(saved)
             log.info("resumed the search from %s at iteration %d", checkpoint, search.iterations)
@@ -169,24 +170,12 @@ class AutoPromptOptimizer(PromptOptimizer):
 
 
 CHECKPOINT_FILE = "autoprompt.json"
-# options that may change between an interrupted run and its resumption
-_SCHEDULE_FREE = tuple(f.name for f in dataclasses.fields(AutoPromptConfig) if f.metadata.get("resume_free"))
-
-
-def _load_checkpoint(path, fingerprint: dict) -> dict:
-    saved = read_json(path)
-    for key, value in fingerprint.items():
-        if saved["fingerprint"].get(key) != value:
-            raise ConfigError(f"{path}: cannot resume: {key!r} was {saved['fingerprint'].get(key)!r} and is now "
-                              f"{value!r}; resume with the same options, or start a new run")  # fmt: skip
-    return saved
 
 
 class _Search:
     """The trigger-search loop of one run; keeps the best prompt on the selection split."""
 
-    checkpoint = None  # where the resumable state goes (None: nowhere)
-    fingerprint: dict = {}
+    store = None  # the ResumableState the search is saved to (None: not saved)
 
     def __init__(self, cfg: AutoPromptConfig, run: RunContext, prompt: Prompt, train: list[Example], rng, slots, start):
         self.cfg, self.run, self.prompt, self.rng, self.slots, self.start = cfg, run, prompt, rng, slots, start
@@ -224,7 +213,7 @@ class _Search:
             self.iterations = it
             if self.cfg.select_every and it % self.cfg.select_every == 0:
                 self._select(self.prompt, step=it)
-            if self.checkpoint is not None and it % self.cfg.checkpoint_every == 0:
+            if self.store is not None and it % self.cfg.checkpoint_every == 0:
                 self.save()
         self._select(self.prompt, step=self.iterations)
         return self.best
@@ -235,8 +224,7 @@ class _Search:
         history = self.run.output_dir / "history.jsonl"
         version, internal, gauss = self.rng.getstate()
         best_prompt, best_metrics = self.best
-        write_json(self.checkpoint, {
-            "fingerprint": self.fingerprint,
+        self.store.save({
             "iterations": self.iterations, "accepted": self.accepted, "candidates_scored": self.scored,
             "elapsed_seconds": time.perf_counter() - self.start,
             "flops": self.run.compute.flops - self.flops_start,
@@ -298,13 +286,13 @@ class _Search:
             self.accepted += 1
         tokenizer = self.run.lm.tokenizer
         self.run.hook.training_step(run=self.run, step=it, loss=grad_loss, lr=None)
-        self.run.log({"iteration": it, "position": [name, i], "gradient_loss": round(grad_loss, 5),
-                      "current_loss": round(float(losses[0]), 5),
-                      "best_candidate": tokenizer.decode([int(top.indices[j])]) if candidates else None,
-                      "best_candidate_loss": round(float(losses[1 + j]), 5) if candidates else None,
-                      **({"confirm_losses": confirm} if confirm is not None else {}),
-                      "accepted": accepted, "prompt": self.prompt.text(tokenizer),
-                      "seconds": round(time.perf_counter() - t0, 3), "flops": self.run.compute.flops - self.flops_start})  # fmt: skip
+        extra = {"position": [name, i], "gradient_loss": round(grad_loss, 5), "current_loss": round(float(losses[0]), 5),
+                 "best_candidate": tokenizer.decode([int(top.indices[j])]) if candidates else None,
+                 "best_candidate_loss": round(float(losses[1 + j]), 5) if candidates else None,
+                 **({"confirm_losses": confirm} if confirm is not None else {}),
+                 "seconds": round(time.perf_counter() - t0, 3), "flops": self.run.compute.flops - self.flops_start}
+        self.run.log(SearchIteration(step=it, loss=grad_loss, accepted=accepted, prompt=self.prompt.text(tokenizer),
+                                     extra=extra).to_json())  # fmt: skip
 
     def _gradients(self, batches: list[list[Example]]):
         """Sum over batches of d(loss)/d(trigger embeddings), per token segment; and the mean loss."""
@@ -335,8 +323,9 @@ class _Search:
             self.best = (prompt, {})
             return
         result = self.run.evaluate(prompt, step=step)
-        self.run.log({"select_step": step, "select": {k: v for k, v in result.metrics.items() if k != "per_class"},
-                      "prompt": prompt.text(self.run.lm.tokenizer)})  # fmt: skip
+        metrics = {k: v for k, v in result.metrics.items() if k != "per_class"}
+        self.run.log(Evaluation(step=step, split="select", metrics=metrics,
+                                extra={"prompt": prompt.text(self.run.lm.tokenizer)}).to_json())  # fmt: skip
         key = (result.score, _gold_fit(result.predictions))
         if self.best is None or key > self.best_key:
             self.best, self.best_key = (prompt, result.metrics), key

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from promptopt.sdk import config as cfg
 from promptopt import hookimpl
 from promptopt.sdk import (
     ConfigError,
+    append_jsonl,
     Prompt,
     PromptVectors,
     SoftPromptInit,
@@ -237,8 +237,7 @@ def run_continual(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     n_tasks = len(tasks)
 
     def log(record):
-        with open(out / "history.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+        append_jsonl(out / "history.jsonl", record)
 
     def evaluate(task: int, prompt: Prompt, label: str):
         return tasks[task].evaluate(prompt, progress=f"{label} {names[task]}" if opts.progress else False)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import math
 import random
 import time
@@ -51,6 +50,7 @@ from promptopt.sdk import config as cfg
 from promptopt import hookimpl
 from promptopt.sdk import (
     BatchStream,
+    append_jsonl,
     ConfigError,
     FitResult,
     OptimizeResult,
@@ -385,8 +385,7 @@ def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     write_json(out / "config.json", resolved)
 
     def log(record):
-        with open(out / "history.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+        append_jsonl(out / "history.jsonl", record)
 
     start = time.perf_counter()
     trained = train_multitask(tasks, config, train_config, lm, seed=opts.seed, select=opts.select,

@@ -8,7 +8,9 @@ method base classes, several-task helpers, errors and atomic writes::
     from promptopt.sdk import OptimizeResult, PromptOptimizer, RunContext, SoftPromptConfig, train_soft_prompt
 """
 
-from promptopt.data.files import atomic_path, read_json, write_json, write_jsonl, write_text
+from promptopt.data.files import append_jsonl, atomic_path, read_json, write_json, write_jsonl, write_text
+from promptopt.data.history import Evaluation, SearchIteration, TrainStep, read_history
+from promptopt.data.state import ResumableState, first_difference
 from promptopt.data.prompt import Prompt, Segment, SegmentKind, decode_escapes, parse_template
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
 from promptopt.engine.model import LoadedModel, load_model
@@ -52,6 +54,7 @@ from promptopt.plugins import get_plugin_manager, get_task
 from promptopt.report.continual import render_continual
 
 __all__ = [
+    "Evaluation", "ResumableState", "SearchIteration", "TrainStep", "append_jsonl", "first_difference", "read_history",
     "BatchStream", "ConfigError", "DataError", "EvalResult", "Example", "FitResult", "LoadedModel", "NoConfig",
     "OptimizeResult", "Prompt", "PromptOptimizer", "PromptVectors", "PromptoptError", "RunContext", "RunResult",
     "Scorer", "Segment", "SegmentKind", "SoftPromptConfig", "SoftPromptInit", "TaskData", "TaskKind",

@@ -94,7 +94,7 @@ def test_search_runs_and_saves_a_hard_prompt_on_both_model_kinds(tiny_lms, tmp_p
     assert prompt.meta["search"]["iterations"] == 3 and prompt.meta["search"]["candidates_scored"] == 12
     assert "[T" not in result.prompt_text and prompt.meta["text"] == result.prompt_text
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
-    assert [h["iteration"] for h in history if "iteration" in h] == [1, 2, 3]
+    assert [h["step"] for h in history if h.get("kind") == "search_iteration"] == [1, 2, 3]
 
 
 def test_search_finds_the_planted_trigger_and_lowers_the_training_loss(tiny_model_dirs, tmp_path):
@@ -142,7 +142,7 @@ def test_a_candidate_that_wins_only_on_its_own_batch_is_not_kept_with_confirm(ti
                   max_eval=8, progress=False, train={"steps": 1},
                   method_options={"candidates": 3, "confirm": confirm, "select_every": 0})  # fmt: skip
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
-    step = next(h for h in history if "iteration" in h)
+    step = next(h for h in history if h.get("kind") == "search_iteration")
     assert step["accepted"] == bool(accepted) and calls[0] == 4
     assert ("confirm_losses" in step) == bool(confirm) and calls[1:] == ([2] if confirm else [])
     search = Prompt.load(tmp_path / "run" / "prompt").meta["search"]
@@ -163,14 +163,16 @@ def test_search_state_is_checkpointed_as_json_and_resumed_only_with_the_same_opt
     args = dict(method="autoprompt", task=TASK, lm=tiny_lms["causal"], output=str(tmp_path / "run"), max_train=8,
                 max_eval=8, progress=False, train={"steps": 2})  # fmt: skip
     first = promptopt.run(**args, method_options={"candidates": 2})
-    state = json.loads((tmp_path / "run" / "checkpoint" / "autoprompt.json").read_text())
+    saved = json.loads((tmp_path / "run" / "checkpoint" / "autoprompt.json").read_text())
+    assert saved["fingerprint"]["seed"] == 0 and saved["version"] == 1
+    state = saved["state"]
     assert state["iterations"] == 2 and len(state["rng"][1]) == 625 and state["tokens"].keys() == {"t0"}
     with pytest.raises(ConfigError, match="cannot resume: field method_config.candidates was 2 and is now 3"):
         promptopt.run(**args, method_options={"candidates": 3}, resume=True)
     again = promptopt.run(**args, method_options={"candidates": 2, "time_budget": 60}, resume=True)
     assert again.prompt_text == first.prompt_text and again.select_metrics == first.select_metrics
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
-    assert [h["iteration"] for h in history if "iteration" in h] == [1, 2]  # nothing searched again
+    assert [h["step"] for h in history if h.get("kind") == "search_iteration"] == [1, 2]  # nothing searched again
 
 
 def test_config_rejects_bad_values_naming_the_field():

@@ -135,7 +135,7 @@ def test_autoprompt_search_killed_with_sigkill_and_resumed_matches_the_uninterru
     kill_when_stalled(launch(script, "killed", tmp_path / "cut", model), tmp_path / "cut" / "stalled")
     stalled = int((tmp_path / "cut" / "stalled").read_text())
     checkpoint = json.loads((tmp_path / "cut" / "checkpoint" / "autoprompt.json").read_text())
-    assert checkpoint["iterations"] == stalled - 1
+    assert checkpoint["state"]["iterations"] == stalled - 1
     assert not (tmp_path / "cut" / "result.json").exists()
 
     resumed = finish(launch(script, "resume", tmp_path / "cut", model))
@@ -144,6 +144,6 @@ def test_autoprompt_search_killed_with_sigkill_and_resumed_matches_the_uninterru
 
     def trace(run):
         rows = [json.loads(line) for line in (tmp_path / run / "history.jsonl").read_text().splitlines()]
-        return [(r.get("iteration"), r.get("select_step"), r["prompt"]) for r in rows]
+        return [(r["kind"], r["step"], r["prompt"]) for r in rows]
 
     assert trace("cut") == trace("full")  # iteration 6's record, written before the kill, is not there twice

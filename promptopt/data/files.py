@@ -63,6 +63,15 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
                 f.write(json.dumps(row, default=_default) + "\n")
 
 
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one record as a JSON line (a run's ``history.jsonl``); the directory is created if needed. Appends
+    are not atomic: a reader skips a torn last line (see :func:`promptopt.data.history.read_history`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -9,12 +9,11 @@ the same tokens (tested).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 
-from promptopt.engine.inputs import Encoder, VectorLayout, collate, embed, position_offset
+from promptopt.engine.inputs import Encoder, VectorLayout, cache_argument, collate, embed, position_offset
 from promptopt.engine.model import LoadedModel, ModelKind
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt
@@ -62,8 +61,7 @@ def generate(lm: LoadedModel, prompt: Prompt, inputs: dict[str, str], max_new_to
     ids: list[int] = []
     rows: list[torch.Tensor] = []
     model = lm.model
-    # transformers renamed past_key_values to cache; use whichever this model's forward takes
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache_arg = cache_argument(model) or "past_key_values"
     with torch.inference_mode():
         cache = None
         for step in range(max_new_tokens):

@@ -73,7 +73,7 @@ class Encoder:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         model_max = getattr(lm.model.config, "max_position_embeddings", None) or 2048
         self.max_length = min(max_length or model_max, model_max)
-        self.bos, self.eos = _special_affixes(tok)
+        self.bos, self.eos = special_affixes(tok)
         if lm.kind == ModelKind.CAUSAL:
             self.eos = []  # nothing after the answer is seen by a causal LM
         self._cache: dict[str, list[int]] = {}
@@ -188,7 +188,21 @@ class Encoder:
         return Encoded(ids=ids, vectors=vectors, read=read, shared=len(ids) if shared is None else shared)
 
 
-def _special_affixes(tokenizer) -> tuple[list[int], list[int]]:
+def special_token_ids(tokenizer) -> set[int]:
+    """Ids of the tokenizer's special and added tokens (never a prompt token, a label word or an initialiser)."""
+    return set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+
+
+def cache_argument(module: torch.nn.Module) -> str | None:
+    """The name under which this model's ``forward`` takes a key/value cache (transformers renamed
+    ``past_key_values`` to ``cache``), or None when it takes none."""
+    import inspect
+
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
+
+
+def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
     """The special tokens the tokenizer puts before and after a text (BOS/CLS, EOS/SEP), found empirically."""
     plain = tokenizer("hello", add_special_tokens=False)["input_ids"]
     full = tokenizer("hello", add_special_tokens=True)["input_ids"]

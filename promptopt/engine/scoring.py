@@ -27,7 +27,8 @@ from promptopt.engine.compute import compute_counter
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
-from promptopt.engine.inputs import Batch, Encoded, Encoder, VectorLayout, collate, embed, position_offset
+from promptopt.engine.inputs import (Batch, Encoded, Encoder, VectorLayout, cache_argument, collate, embed,
+                                     position_offset)  # fmt: skip
 from promptopt.engine.metrics import compute_metrics
 from promptopt.engine.model import LoadedModel, ModelKind
 
@@ -69,16 +70,13 @@ class _ModelFacts:
 def _model_facts(lm: LoadedModel) -> _ModelFacts:
     facts = getattr(lm, "_scoring_facts", None)
     if facts is None:
-        import inspect
-
         model = lm.model
         base = getattr(model, model.base_model_prefix, None)
         if lm.kind == ModelKind.CAUSAL:
             head = model.get_output_embeddings()
         else:
             head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
-        params = inspect.signature(base.forward).parameters if base is not None else {}
-        cache_arg = "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
+        cache_arg = cache_argument(base) if base is not None else None
         facts = _ModelFacts(base=base, head=head, cache_arg=cache_arg)
         lm._scoring_facts = facts
     return facts

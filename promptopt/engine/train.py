@@ -50,6 +50,7 @@ from promptopt.engine import distributed
 from promptopt.engine.compute import compute_counter
 from promptopt.errors import ConfigError, PromptoptError, enum_value
 from promptopt.data.files import atomic_path
+from promptopt.data.history import Evaluation, TrainStep
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +345,8 @@ def fit(
         optimizer.step()
         scheduler.step()
         state.step += 1
-        record = {"step": state.step, "loss": total, "lr": lr}
+        spent = {"flops": compute.flops - flops_at_start} if compute is not None else {}
+        record = TrainStep(step=state.step, loss=total, lr=lr, extra=spent).to_json()
         state.history.append(record)
         if hook is not None:
             hook.training_step(run=run, step=state.step, loss=total, lr=lr)
@@ -415,7 +417,7 @@ def _evaluate(params, evaluate_fn, state: _State, hook, run, log_fn) -> bool:
     if "score" not in flat:
         raise PromptoptError("the selection evaluation returned no 'score'")
     state.last_eval = state.step
-    record = {"step": state.step, "select": flat}
+    record = Evaluation(step=state.step, split="select", metrics=flat).to_json()
     state.history.append(record)
     if hook is not None:
         hook.evaluation(run=run, step=state.step, split="select", metrics=flat)

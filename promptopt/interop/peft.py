@@ -18,6 +18,7 @@ from pathlib import Path
 from promptopt.errors import PromptoptError
 from promptopt.data.files import atomic_path, write_json
 from promptopt.data.prompt import Prompt, SegmentKind, parse_template
+from promptopt.engine.inputs import special_affixes
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -32,12 +33,7 @@ def _model_path(name: str | None) -> str:
 
 
 def _front_special_tokens(tokenizer) -> list[int]:
-    plain = tokenizer("hello", add_special_tokens=False)["input_ids"]
-    full = tokenizer("hello", add_special_tokens=True)["input_ids"]
-    for i in range(len(full) - len(plain) + 1):
-        if full[i : i + len(plain)] == plain:
-            return list(full[:i])
-    return []
+    return special_affixes(tokenizer)[0]
 
 
 def export_peft(prompt_dir: str | Path, out_dir: str | Path, model: str | None = None) -> Path:

@@ -7,11 +7,11 @@ Every method is scored afterwards by the same engine, on the same data, so resul
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from promptopt.data.files import append_jsonl
 from promptopt.engine import distributed
 from promptopt.engine.compute import ComputeCounter, compute_counter
 from promptopt.engine.model import LoadedModel
@@ -87,11 +87,8 @@ class RunContext:
 
     def log(self, record: dict) -> None:
         """Append one record (a dict) to the run's ``history.jsonl``: the method's own trace (main process only)."""
-        if not distributed.is_main():
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / "history.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=str) + "\n")
+        if distributed.is_main():
+            append_jsonl(self.output_dir / "history.jsonl", record)
 
 
 def _flat(metrics: dict) -> dict:

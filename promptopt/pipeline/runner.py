@@ -27,6 +27,7 @@ from promptopt.engine.scoring import Scorer
 from promptopt.engine.train import TrainConfig
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.data.files import read_json, write_json, write_jsonl
+from promptopt.data.state import first_difference
 from promptopt.pipeline.methods import OptimizeResult, RunContext
 from promptopt.plugins import get_optimizer, get_plugin_manager, get_task
 from promptopt.data.prompt import Prompt
@@ -309,24 +310,11 @@ def run_fingerprint(opts: RunOptions, lm: LoadedModel, task: TaskSpec, templates
     }
 
 
-def _differs(saved: dict | None, now: dict, prefix: str = "") -> str | None:
-    """The first field (dotted path) where two fingerprints differ, described; None when they are equal."""
+def _differs(saved: dict | None, now: dict) -> str | None:
+    """Why a saved run's fingerprint does not match this one (None: it does)."""
     if saved is None:
         return "the directory has no fingerprint (made by an older promptopt)"
-    for key in sorted(set(saved) | set(now)):
-        a, b = saved.get(key), now.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            inner = _differs(a, b, f"{prefix}{key}.")
-            if inner is not None:
-                return inner
-        elif a != b:
-            return f"field {prefix}{key!s} was {_short(a)} and is now {_short(b)}"
-    return None
-
-
-def _short(value) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return first_difference(saved, now)
 
 
 def _check_counts(opts: RunOptions) -> None:

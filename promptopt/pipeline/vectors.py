@@ -29,6 +29,7 @@ Public through :mod:`promptopt.sdk`.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +38,12 @@ from typing import Callable
 import torch
 
 from promptopt.data.prompt import Prompt, Segment, SegmentKind, parse_template
+from promptopt.engine.inputs import special_token_ids
 from promptopt.engine.train import FitResult, PromptVectors, fit
 from promptopt.errors import ConfigError, PromptoptError, enum_value
 from promptopt.pipeline.methods import OptimizeResult, RunContext
+
+log = logging.getLogger(__name__)
 
 
 class SoftPromptInit(str, enum.Enum):
@@ -122,7 +126,7 @@ def soft_templates(templates: list[str], n: int, rule: TemplateRule) -> list[str
 
 def frequent_token_ids(tokenizer, k: int, vocab_rows: int) -> list[int]:
     """The ``k`` lowest ids that are ordinary tokens: the frequency proxy described in the module docstring."""
-    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    special = special_token_ids(tokenizer)
     placeholder = re.compile(r"^(\[.*\]|<.*>)$")
     out = []
     for i in range(min(len(tokenizer), vocab_rows)):

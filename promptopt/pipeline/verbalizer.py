@@ -15,6 +15,7 @@ import torch
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt, SegmentKind
 from promptopt.data.tasks import Example, TaskKind
+from promptopt.engine.inputs import special_token_ids
 
 # a "word" token: letters or digits, optionally joined by ' or - (after stripping the leading space)
 _WORD = re.compile(r"[^\W_]+(?:['\-][^\W_]+)*")
@@ -29,7 +30,7 @@ def allowed_tokens(tokenizer, n_rows: int, exclude_words=(), exclude_ids=(), wor
     """
     allowed = torch.zeros(n_rows, dtype=torch.bool)
     n = min(n_rows, len(tokenizer))
-    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    special = special_token_ids(tokenizer)
     excluded = {w.strip().lower() for w in exclude_words if w.strip()}
     texts = tokenizer.batch_decode([[i] for i in range(n)])
     for i, text in enumerate(texts):

@@ -559,9 +559,11 @@ LOSS_KEYS = ("loss", "train_loss", "current_loss", "gradient_loss")
 
 
 def read_curves(path: str | Path, max_points: int = MAX_CURVE_POINTS) -> dict[str, list[list[float]]]:
-    """Learning curves from a ``history.jsonl``, tolerant of what each method logs.
+    """Learning curves from a ``history.jsonl``.
 
-    A record counts if it has a numeric step (``step``, ``iteration`` or ``select_step``) and a loss (``loss``,
+    Typed records (:mod:`promptopt.data.history`) are read by ``kind``: ``train_step`` and ``search_iteration``
+    give the loss curve, ``evaluation`` on the ``select`` split the selection curve (its ``score``). Records without
+    a ``kind`` (older runs, a method's own notes) are read leniently: a record counts if it has a numeric step (``step``, ``iteration`` or ``select_step``) and a loss (``loss``,
     ``train_loss``, ``current_loss`` or ``gradient_loss``) and/or a selection score (``select`` as a number or as a
     dict with ``score``/``accuracy``, ``select_score``, or ``split == "select"`` with ``metrics``). Other records and
     unreadable lines are skipped. When a run trained several templates one after another (records naming a
@@ -579,11 +581,20 @@ def read_curves(path: str | Path, max_points: int = MAX_CURVE_POINTS) -> dict[st
             continue
         if not isinstance(record, dict):
             continue
-        step = next((record[k] for k in STEP_KEYS if _is_number(record.get(k))), None)
-        if step is None:
-            continue
-        loss = next((record[k] for k in LOSS_KEYS if _is_number(record.get(k))), None)
-        select = _select_value(record)
+        kind = record.get("kind")
+        if kind in ("train_step", "search_iteration", "evaluation"):
+            step = record.get("step")
+            loss = record.get("loss") if kind != "evaluation" else None
+            metrics = record.get("metrics") if kind == "evaluation" and record.get("split") == "select" else None
+            select = metrics.get("score") if isinstance(metrics, dict) else None
+            if not _is_number(step) or not (_is_number(loss) or _is_number(select)):
+                continue
+        else:
+            step = next((record[k] for k in STEP_KEYS if _is_number(record.get(k))), None)
+            if step is None:
+                continue
+            loss = next((record[k] for k in LOSS_KEYS if _is_number(record.get(k))), None)
+            select = _select_value(record)
         if loss is None and select is None:
             continue
         curves = per_template.pop(str(record.get("template")), None) or {"loss": {}, "select": {}}
