@@ -108,3 +108,87 @@ def test_run_hooks_are_called_in_order(method, tiny_lms, tmp_path):
     steps = [s for name, s in order.calls if name == "training_step"]
     # steps count from 1, one by one (a method that trains several templates starts again at 1 for each)
     assert not steps or (steps[0] == 1 and all(b in (a + 1, 1) for a, b in zip(steps, steps[1:])))
+
+
+KILL_SCRIPT = r"""
+import json, os, sys, time
+import torch
+import promptopt
+from promptopt import hookimpl
+from promptopt.plugins import make_plugin_manager
+from promptopt.data.prompt import Prompt
+
+method, mode, out, model, task = sys.argv[1:6]
+
+
+class StallAtThirdEvent:
+    # Stall (to be SIGKILLed) at the third training step or selection scoring of the killed run.
+    events = 0
+
+    def hit(self):
+        StallAtThirdEvent.events += 1
+        if mode == "killed" and StallAtThirdEvent.events == 3:
+            open(os.path.join(out, "stalled"), "w").close()
+            time.sleep(600)
+
+    @hookimpl
+    def training_step(self, run, step, loss, lr):
+        self.hit()
+
+    @hookimpl
+    def evaluation(self, run, step, split, metrics):
+        if split == "select":
+            self.hit()
+
+
+def run(mode, out):
+    StallAtThirdEvent.events = 0
+    result = promptopt.run(method=method, task=task, model=model, output=out, seed=1, progress=False,
+                           resume=mode == "resume", max_train=8, max_eval=8,
+                           train={"steps": 4, "eval_every": 1, "batch_size": 4, "checkpoint_every": 1},
+                           pm=make_plugin_manager(extra_plugins=[StallAtThirdEvent()]))
+    prompt = Prompt.load(os.path.join(out, "prompt"))
+    return {"text": result.prompt_text, "eval": result.metrics["eval"], "select": result.select_metrics,
+            "vectors": {k: v.tolist() for k, v in prompt.vectors.items()}}
+
+
+if mode == "full":  # the uninterrupted run, then (same process) the run that is killed part-way
+    print(json.dumps(run("full", out + "/full")), flush=True)
+    mode = "killed"
+    run("killed", out + "/cut")
+else:
+    print(json.dumps(run("resume", out + "/cut")))
+"""
+
+
+def test_killed_with_sigkill_and_resumed_equals_the_uninterrupted_run(method, tiny_model_dirs, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in both processes: identical float sums
+    args = [sys.executable, str(script), method, "", str(tmp_path), str(tiny_model_dirs["causal"]), TASK]
+    stdout, stderr = open(tmp_path / "out.txt", "w"), open(tmp_path / "err.txt", "w")  # files: a pipe could fill up
+    first = subprocess.Popen([*args[:2], method, "full", *args[4:]], stdout=stdout, stderr=stderr, text=True, env=env,
+                             cwd=REPO)  # fmt: skip
+    deadline = time.time() + 240
+    while not (tmp_path / "stalled").exists():
+        if first.poll() is not None or time.time() > deadline:
+            first.kill()
+            raise AssertionError((tmp_path / "err.txt").read_text()[-3000:] or "exited without stalling")
+        time.sleep(0.1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    stdout.close(), stderr.close()
+    full = json.loads((tmp_path / "out.txt").read_text().strip().splitlines()[0])
+    assert not (tmp_path / "cut" / "result.json").exists()
+    second = subprocess.run([*args[:2], method, "resume", *args[4:]], capture_output=True, text=True, env=env,
+                            cwd=REPO, timeout=240)  # fmt: skip
+    assert second.returncode == 0, second.stderr[-3000:]
+    resumed = json.loads(second.stdout.strip().splitlines()[-1])
+    assert resumed == full

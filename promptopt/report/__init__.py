@@ -1,4 +1,8 @@
-"""Leaderboard rendering: pure functions from results to Markdown, HTML, JSON and CSV text.
+"""Leaderboard rendering: pure functions from results to Markdown, HTML, JSON and CSV text, and the paired
+statistics behind them (``stats``).
+
+May import: ``promptopt.errors`` and the standard library. Never the engine (no torch), the run pipeline, a suite
+or a plugin: reports render what runs wrote.
 
     from promptopt.report import build_leaderboard, render
     board = build_leaderboard(entries, title="SST-2", meta={"command": "..."})
