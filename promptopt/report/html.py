@@ -25,7 +25,7 @@ code, .prompt { font: 12.5px/1.4 ui-monospace, "SFMono-Regular", Menlo, Consolas
 table { border-collapse: collapse; margin: 8px 0 6px; width: 100%; font-size: 13px; }
 th, td { padding: 4px 7px; border-bottom: 1px solid #e8eaee; text-align: left; vertical-align: top; }
 th { background: #f3f5f8; font-weight: 600; font-size: 13px; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; } td.num { white-space: nowrap; }
 tr.best td { background: #eef8f0; } .star { color: #1a7f37; font-weight: 700; }
 .failed { color: #b42318; } .note { color: #5a6473; font-size: 12.5px; }
 .charts { display: flex; flex-wrap: wrap; gap: 14px; }
