@@ -62,61 +62,23 @@ def _load_templates(template, templates_file):
     return out
 
 
+from promptopt.pipeline.runner import RunOptions  # noqa: E402 - the flags of 'run' are generated from its fields
+
+
 @cli.command()
-@click.option("-m", "--method", default="manual", show_default=True, help="Method id (see 'promptopt methods').")
-@click.option("--task", default="tiny-reviews", show_default=True, help="Task name (see 'promptopt tasks') or spec file.")
-@click.option("--model", default=None, help="HF model id or local path (default: embedded SmolLM2-135M-Instruct).")
-@click.option("--model-kind", type=click.Choice(["causal", "masked"]), default=None, help="Override detection.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--output", default=None, help="Run directory (default runs/TASK-METHOD-sSEED).")
-@click.option("--max-train", type=int, default=None, help="Sample at most N training examples.")
-@click.option("--shots", type=int, default=None, help="Sample N training examples per class.")
-@click.option("--max-eval", type=int, default=None, help="Sample at most N selection and evaluation examples.")
-@click.option("--select-split", default=None, help="dev, train, or holdout:N (default dev, else holdout:200).")
-@click.option("--eval-split", default=None, help="Split reported at the end (default test, else dev).")
+@cfg.click_options(RunOptions, exclude=("templates",))
 @click.option("-t", "--template", multiple=True, help="Template, e.g. 'Review: {sentence}\\nSentiment:{answer}'.")
 @click.option("--templates-file", type=click.Path(exists=True, dir_okay=False), help="One template per line.")
 @click.option("-o", "--option", "options", multiple=True, help="Method option KEY=VALUE (see 'promptopt methods').")
-@click.option("--eval-batch-size", "batch_size", default=16, show_default=True, type=int, help="Evaluation batch size.")
-@click.option("--device", default=None, help="cuda, mps or cpu (default: best available).")
-@click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32).")
-@click.option("--padding-side", type=click.Choice(["left", "right"]), default=None)
-@click.option("--device-map", type=click.Choice(["auto", "balanced", "sequential"]), default=None,
-              help="Spread a large model over the GPUs (then CPU) with Accelerate's big-model loading.")
-@click.option("--quantize", type=click.Choice(["8bit", "4bit"]), default=None,
-              help="Load the frozen model quantized by bitsandbytes (CUDA only; pip install bitsandbytes).")
-@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in the backward pass (less memory).")
-@click.option("--label-search", is_flag=True,
-              help="Search label words on the train split (AutoPrompt's label search); any method scores with them.")
-@click.option("--label-k", type=int, default=3, show_default=True, help="Label words per class found by --label-search.")
-@click.option("--label-candidates", type=int, default=50, show_default=True,
-              help="Words per class --label-search proposes, then chooses among by accuracy (0 = classifier ranking only).")
-@click.option("--eval-seed", type=int, default=0, show_default=True,
-              help="Seed of the --max-eval sample of the reported split (the same for every method and --seed).")
-@click.option("--budget-flops", type=float, default=None,
-              help="Stop the method once it has spent this many estimated FLOPs (training or search, selection included).")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in the same directory (same settings only).")
-@click.option("--overwrite", is_flag=True, help="Replace a finished run in the same directory.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
 @_train_options
-def run(method, task, model, model_kind, seed, output, max_train, shots, max_eval, select_split, eval_split, template,
-        templates_file, options, batch_size, device, dtype, padding_side, device_map, quantize, gradient_checkpointing,
-        label_search, label_k, label_candidates, eval_seed, budget_flops, resume, overwrite, no_progress,
-        **train):  # fmt: skip
+def run(template, templates_file, options, **kwargs):
     """Optimise a prompt for a task with one method, score it, and write a run directory."""
-    from promptopt.pipeline.runner import RunOptions
     from promptopt.pipeline.runner import run as api_run
 
-    opts = RunOptions(
-        method=method, task=task, model=model, model_kind=model_kind, seed=seed, output=output, max_train=max_train,
-        shots=shots, max_eval=max_eval, select_split=select_split, eval_split=eval_split,
-        templates=_load_templates(template, templates_file), batch_size=batch_size, device=device, dtype=dtype,
-        padding_side=padding_side, device_map=device_map, quantize=quantize,
-        gradient_checkpointing=gradient_checkpointing, method_options=cfg.parse_pairs(options),
-        train={k[len("train_"):]: v for k, v in train.items() if v is not None}, label_search=label_search,
-        label_k=label_k, label_candidates=label_candidates, resume=resume, overwrite=overwrite, progress=not no_progress,
-        eval_seed=eval_seed, budget_flops=budget_flops,
-    )  # fmt: skip
+    train = {k[len("train_"):]: v for k, v in kwargs.items() if k.startswith("train_") and v is not None}
+    opts = RunOptions(**cfg.from_click(RunOptions, {k: v for k, v in kwargs.items() if not k.startswith("train_")}),
+                      templates=_load_templates(template, templates_file), method_options=cfg.parse_pairs(options),
+                      train=train)  # fmt: skip
     result = api_run(opts)
     metrics = result.metrics["eval"]
     click.echo(f"prompt:    {result.prompt_text!r}")
@@ -224,7 +186,6 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--tasks", default="tiny-reviews", show_default=True, help="Comma-separated task names or spec files.")
 @click.option("--seeds", default="3", show_default=True, help="N (seeds 0..N-1) or a comma-separated list of seeds.")
 @click.option("--models", default=None, help="Comma-separated model ids or paths (default: the embedded default model).")
-@click.option("--model-kind", type=click.Choice(["causal", "masked"]), default=None, help="Override detection.")
 @click.option("--output", required=True,
               help="Suite directory: runs go to OUTPUT/MODEL/TASK/METHOD/seedK (.../METHOD/shots16/seedK and the like "
                    "when sizes or templates vary).")
@@ -239,41 +200,28 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--same-template", type=click.Choice(["first", "each"]), default=None,
               help="first: every method gets only the task's first template; each: one combination per template "
                    "(default: methods get all templates).")
-@click.option("--max-eval", type=int, default=None, help="Sample at most N selection and evaluation examples.")
-@click.option("--select-split", default=None, help="dev, train, or holdout:N (default dev, else holdout:200).")
-@click.option("--eval-split", default=None, help="Split reported at the end (default test, else dev).")
+@cfg.click_options(RunOptions, names=["model_kind", "max_eval", "eval_seed", "select_split", "eval_split", "batch_size",
+                                      "device", "dtype", "budget_flops"])  # the run settings every run of the suite shares
 @click.option("-o", "--option", "options", multiple=True,
               help="Method option KEY=VALUE (every method that has KEY) or METHOD.KEY=VALUE.")
-@click.option("--eval-batch-size", "batch_size", default=16, show_default=True, type=int, help="Evaluation batch size.")
-@click.option("--device", default=None, help="cuda, mps or cpu (default: best available).")
-@click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32).")
 @click.option("--title", default="promptopt leaderboard", show_default=True, help="Report title.")
 @click.option("--note", "notes", multiple=True, help="A line for the report's header, e.g. the budget (repeatable).")
 @click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
 @click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
-@click.option("--eval-seed", type=int, default=0, show_default=True,
-              help="Seed of the --max-eval sample of the reported split (every run of the suite shares it).")
-@click.option("--budget-flops", type=float, default=None,
-              help="Every run stops its method once it has spent this many estimated FLOPs: the same compute for all.")
 @_train_options
-def leaderboard(methods, tasks, seeds, models, model_kind, output, collect, max_train, shots, same_template, max_eval,
-                select_split, eval_split, options, batch_size, device, dtype, title, notes, no_inspect, progress,
-                eval_seed, budget_flops, **train):  # fmt: skip
+def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots, same_template, options, title, notes,
+                no_inspect, progress, **kwargs):  # fmt: skip
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
-    from promptopt.pipeline.runner import RunOptions
     from promptopt.suite.leaderboard import SuiteConfig, parse_sizes, parse_seeds, run_suite
 
     def split(text):
         return [s.strip() for s in text.split(",") if s.strip()] if text else []
 
-    run_opts = RunOptions(
-        model_kind=model_kind, max_eval=max_eval, select_split=select_split,
-        eval_split=eval_split, batch_size=batch_size, device=device, dtype=dtype,
-        train={k[len("train_"):]: v for k, v in train.items() if v is not None}, progress=progress,
-        eval_seed=eval_seed, budget_flops=budget_flops,
-    )  # fmt: skip
+    train = {k[len("train_"):]: v for k, v in kwargs.items() if k.startswith("train_") and v is not None}
+    shared = cfg.from_click(RunOptions, {k: v for k, v in kwargs.items() if not k.startswith("train_")})
+    run_opts = RunOptions(**shared, train=train, progress=progress)
     config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds),
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,
                          run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),

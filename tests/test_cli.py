@@ -118,3 +118,19 @@ def test_label_search_on_a_fact_retrieval_task_is_one_clear_error(tmp_path):
     result = invoke("run", "--task", str(spec), "--label-search", "--output", str(tmp_path / "r"))
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--label-search needs a classification task; task 'facts' is fact_retrieval" in result.output
+
+
+def test_run_flags_are_generated_from_run_options_and_cannot_drift():
+    import dataclasses
+
+    from promptopt.cli import cli
+    from promptopt.pipeline.runner import RunOptions
+
+    params = {p.name: p for p in cli.commands["run"].params}
+    for f in dataclasses.fields(RunOptions):
+        if f.name in ("templates", "method_options", "train"):
+            continue  # -t/--templates-file, -o KEY=VALUE and one flag per training option
+        param = params.get(f.name) or params.get(f"no_{f.name}")
+        assert param is not None, f"RunOptions.{f.name} has no 'promptopt run' flag"
+        assert f.metadata["help"] in param.help or param.help == f.metadata.get("no_help"), f.name
+    assert "--eval-batch-size" in params["batch_size"].opts and "-m" in params["method"].opts

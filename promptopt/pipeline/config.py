@@ -120,3 +120,70 @@ def fingerprint_dict(config) -> dict:
     may change when a run is resumed), as plain JSON values."""
     free = {f.name for f in dataclasses.fields(config) if f.metadata.get("resume_free")}
     return {k: v for k, v in json.loads(json.dumps(to_dict(config), default=str)).items() if k not in free}
+
+
+def click_options(cls, names: list[str] | None = None, exclude: tuple[str, ...] = ()):
+    """A decorator adding one ``click`` option per field of the dataclass ``cls`` (or only ``names``), built from the
+    field's type, default and metadata, so that a command's flags and help cannot drift from the config:
+
+    * ``help`` is the help text; ``flag`` overrides the flag name (default ``--field-name``), ``short`` adds a short
+      flag (``-m``), ``choices`` makes a :class:`click.Choice`;
+    * a bool field is a flag: ``--name`` when it defaults to False, ``--no-name`` (setting it to False) when it
+      defaults to True;
+    * a list field is a repeatable option; dict fields are skipped (commands give them their own syntax).
+
+    The values reach the command as keyword arguments named after the fields; :func:`from_click` turns them back
+    into field values (inverting ``--no-name`` flags).
+    """
+    import click
+
+    hints = typing.get_type_hints(cls)
+    chosen = [f for f in dataclasses.fields(cls) if (names is None or f.name in names) and f.name not in exclude]
+    if names is not None:
+        chosen.sort(key=lambda f: names.index(f.name))
+
+    def decorate(func):
+        for f in reversed(chosen):
+            tp, meta = hints[f.name], f.metadata
+            default = f.default if f.default is not dataclasses.MISSING else None
+            origin = typing.get_origin(tp)
+            if origin is dict or tp is dict:
+                continue
+            help_text = meta.get("help", "")
+            flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+            decls = [d for d in (meta.get("short"), flag) if d]
+            if tp is bool:
+                if default:
+                    decls = ["--no-" + f.name.replace("_", "-")]
+                    func = click.option(*decls, f"no_{f.name}", is_flag=True,
+                                        help=meta.get("no_help") or f"turn off: {help_text}")(func)  # fmt: skip
+                else:
+                    func = click.option(*decls, f.name, is_flag=True, help=help_text)(func)
+                continue
+            kwargs: dict = {"help": help_text}
+            if origin in (list, tuple):
+                kwargs.update(multiple=True)
+            else:
+                inner = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+                base = inner[0] if isinstance(inner[0], type) else str
+                kwargs["type"] = click.Choice(meta["choices"]) if "choices" in meta else (
+                    base if base in (int, float, str) else str)  # fmt: skip
+                kwargs["default"] = default
+                kwargs["show_default"] = default is not None
+            func = click.option(*decls, f.name, **kwargs)(func)
+        return func
+
+    return decorate
+
+
+def from_click(cls, values: dict) -> dict:
+    """Field values from the keyword arguments of a command decorated by :func:`click_options`: ``no_x`` flags
+    become ``x=False`` (absent: the field's default), repeatable options lists; unknown keys are left out."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key.startswith("no_") and key[3:] in known and known[key[3:]].type in (bool, "bool"):
+            out[key[3:]] = not value
+        elif key in known:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out

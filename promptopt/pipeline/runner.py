@@ -44,10 +44,10 @@ DEFAULT_TASK = "tiny-reviews"
 class RunOptions:
     """Run-level settings (the ``promptopt run`` flags). Method options go in ``method_options``."""
 
-    method: str = field(default="manual", metadata={"help": "method id (see 'promptopt methods')"})
+    method: str = field(default="manual", metadata={"help": "method id (see 'promptopt methods')", "short": "-m"})
     task: str = field(default=DEFAULT_TASK, metadata={"help": "task name or spec file"})
     model: str | None = field(default=None, metadata={"help": "HF model id or local path; default: embedded SmolLM2"})
-    model_kind: str | None = field(default=None, metadata={"help": "causal or masked (default: detected)"})
+    model_kind: str | None = field(default=None, metadata={"help": "causal or masked (default: detected)", "choices": ["causal", "masked"]})  # fmt: skip
     seed: int = field(default=0, metadata={"help": "seed for sampling and training"})
     output: str | None = field(default=None, metadata={"help": "run directory (default runs/TASK-METHOD-sSEED)"})
     max_train: int | None = field(default=None, metadata={"help": "sample at most N training examples"})
@@ -57,12 +57,12 @@ class RunOptions:
     select_split: str | None = field(default=None, metadata={"help": "split for choosing prompts: dev, train, or holdout:N (N held out of train); default dev, else holdout"})
     eval_split: str | None = field(default=None, metadata={"help": "split reported at the end; default test, else dev"})
     templates: list[str] = field(default_factory=list, metadata={"help": "templates (default: the task's)"})
-    batch_size: int = field(default=16, metadata={"help": "evaluation batch size"})
+    batch_size: int = field(default=16, metadata={"help": "evaluation batch size", "flag": "--eval-batch-size"})
     device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on GPU)"})
-    padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)"})
-    device_map: str | None = field(default=None, metadata={"help": "auto, balanced or sequential: spread the model over devices (Accelerate)"})
-    quantize: str | None = field(default=None, metadata={"help": "8bit or 4bit: load the frozen model quantized by bitsandbytes (CUDA)"})
+    padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)", "choices": ["left", "right"]})  # fmt: skip
+    device_map: str | None = field(default=None, metadata={"help": "auto, balanced or sequential: spread the model over devices (Accelerate)", "choices": ["auto", "balanced", "sequential"]})  # fmt: skip
+    quantize: str | None = field(default=None, metadata={"help": "8bit or 4bit: load the frozen model quantized by bitsandbytes (CUDA)", "choices": ["8bit", "4bit"]})  # fmt: skip
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass (less memory for long inputs)"})
     method_options: dict = field(default_factory=dict, metadata={"help": "method config values (-o KEY=VALUE)"})
     train: dict = field(default_factory=dict, metadata={"help": "training loop options"})
@@ -74,7 +74,7 @@ class RunOptions:
     resume: bool = field(default=False, metadata={"help": "continue an interrupted run in the same directory (refused if its fingerprint differs)"})
     reuse: bool = field(default=False, metadata={"help": "a finished run in the same directory with the same fingerprint is returned as it is; with another fingerprint it is run again"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in the same directory"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars", "no_help": "no progress bars"})
 
 
 def sample(examples: list[Example], n: int | None, seed: int, salt: str) -> list[Example]:
