@@ -118,12 +118,40 @@ def methods(as_json):
 
 
 @cli.command()
-def tasks():
-    """List the registered tasks."""
+@click.argument("names", nargs=-1)
+def tasks(names):
+    """List the registered tasks; with NAMES (task names or spec files), check each one's spec and data without
+    loading a model: split sizes, label counts, and every problem found (exit status 2 if there is one)."""
+    from promptopt.data.tasks import check_task
+    from promptopt.plugins import get_task
     from promptopt.plugins import tasks as registered
 
-    for name, spec in sorted(registered().items()):
-        click.echo(f"{name:<16} {spec.kind.value:<15} {spec.description}")
+    if not names:
+        for name, spec in sorted(registered().items()):
+            click.echo(f"{name:<16} {spec.kind.value:<15} {spec.description}")
+        return
+    failed = False
+    for name in names:
+        try:
+            spec = get_task(name)
+        except PromptoptError as e:
+            click.secho(f"{name}: {e}", fg="red")
+            failed = True
+            continue
+        found = check_task(spec)
+        click.echo(f"{spec.name} ({spec.kind.value}, {spec.path or 'registered'}): templates {len(spec.templates)}, "
+                   f"labels {list(spec.label_words)}")  # fmt: skip
+        for split, info in found.splits.items():
+            click.echo(f"  {split:<6} {info['examples']:>7} examples  " + ", ".join(f"{k}: {v}" for k, v in info["labels"].items()))
+        for problem in found.problems:
+            click.secho(f"  problem: {problem}", fg="red")
+        for warning in found.warnings:
+            click.secho(f"  warning: {warning}", fg="yellow")
+        for note in found.notes:
+            click.echo(f"  note: {note}")
+        failed = failed or bool(found.problems)
+    if failed:
+        sys.exit(2)
 
 
 @cli.command("eval")

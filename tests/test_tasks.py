@@ -176,3 +176,72 @@ def test_lama_spec_reads_the_shared_triples():
     spec = get_task("lama-P19")
     dev = spec.load_split("dev")
     assert len(dev) == round(0.2 * 779) and dev[0].inputs["sub_label"]
+
+
+def _spec_for(tmp_path, name: str, extra: str = "") -> "Path":
+    spec = GOOD.replace('path = "{spec_dir}/train.jsonl"', f'path = "{{spec_dir}}/{name}"\n{extra}')
+    return write(tmp_path, spec)
+
+
+def test_tsv_quoting_delimiter_and_header_are_spec_keys(tmp_path):
+    # pandas/spreadsheet TSV: quoted fields holding tabs and quotes
+    (tmp_path / "train.tsv").write_text('text\tlabel\n"good\tvery ""good"""\tpos\nbad\tneg\n')
+    rows = parse_task_spec(_spec_for(tmp_path, "train.tsv", 'quoting = "minimal"')).load_split("train")
+    assert [r.inputs["text"] for r in rows] == ['good\tvery "good"', "bad"]
+    with pytest.raises(DataError, match="train.tsv:2: 3 columns"):  # GLUE-style (unquoted) reading splits the tab
+        parse_task_spec(_spec_for(tmp_path, "train.tsv")).load_split("train")
+    (tmp_path / "train.csv").write_text("IGNORED;HEADER\ngood;pos\n")
+    spec = _spec_for(tmp_path, "train.csv", 'delimiter = ";"\nheader = true\ncolumns = ["text", "label"]')
+    assert [(r.inputs["text"], r.label) for r in parse_task_spec(spec).load_split("train")] == [("good", "pos")]
+    with pytest.raises(DataError, match="header = false needs 'columns'"):
+        parse_task_spec(_spec_for(tmp_path, "train.csv", "header = false"))
+    with pytest.raises(DataError, match="quoting 'all' is not one of"):
+        parse_task_spec(_spec_for(tmp_path, "train.csv", 'quoting = "all"'))
+
+
+def test_parquet_files_and_saved_hf_datasets_load_by_path(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"text": ["good film", "bad film"], "label": ["pos", "neg"]})
+    pq.write_table(table, tmp_path / "train.parquet")
+    rows = parse_task_spec(_spec_for(tmp_path, "train.parquet")).load_split("train")
+    assert [(r.inputs["text"], r.label, r.source) for r in rows] == [("good film", "pos", "train.parquet:1"),
+                                                                      ("bad film", "neg", "train.parquet:2")]
+    # the layout datasets' save_to_disk writes: Arrow stream files named in state.json
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    with pa.OSFile(str(saved / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    (saved / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    (saved / "dataset_info.json").write_text("{}")
+    rows = parse_task_spec(_spec_for(tmp_path, "saved")).load_split("train")
+    assert [r.label for r in rows] == ["pos", "neg"]
+    (saved / "state.json").unlink()
+    with pytest.raises(DataError, match="no state.json"):
+        parse_task_spec(_spec_for(tmp_path, "saved")).load_split("train")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="bad.parquet: cannot read parquet data"):
+        parse_task_spec(_spec_for(tmp_path, "bad.parquet")).load_split("train")
+
+
+def test_promptopt_tasks_path_checks_a_spec_and_its_data_without_a_model(tmp_path):
+    from click.testing import CliRunner
+
+    from promptopt.cli import cli
+
+    spec = GOOD.replace('[splits.train]\npath = "{spec_dir}/train.jsonl"\n',
+                        '[splits.train]\npath = "{spec_dir}/train.jsonl"\n[splits.dev]\npath = "{spec_dir}/dev.jsonl"\n')
+    path = write(tmp_path, spec, rows=['{"text": "fine", "label": "pos"}', '{"text": "awful", "label": "neg"}'])
+    (tmp_path / "dev.jsonl").write_text('{"text": "fine", "label": "pos"}\n')
+    result = CliRunner().invoke(cli, ["tasks", str(path)])
+    assert result.exit_code == 2, result.output  # dev has no 'neg' example
+    assert "train        2 examples  neg: 1, pos: 1" in result.output
+    assert "problem: split dev: no example of label(s) ['neg']" in result.output
+    assert "warning: splits train and dev share 1 example(s)" in result.output
+    (tmp_path / "dev.jsonl").write_text('{"text": "fine", "label": "pos"}\n{"text": "x", "label": "meh"}\n')
+    result = CliRunner().invoke(cli, ["tasks", str(path)])
+    assert result.exit_code == 2 and "dev.jsonl:2: field 'label'" in result.output
+    (tmp_path / "dev.jsonl").write_text('{"text": "nice", "label": "pos"}\n{"text": "bad", "label": "neg"}\n')
+    result = CliRunner().invoke(cli, ["tasks", str(path)])
+    assert result.exit_code == 0 and "problem" not in result.output and "warning" not in result.output

@@ -40,7 +40,9 @@ class Metric(str, enum.Enum):
 
 
 SPLITS = ("train", "dev", "test")
-FORMATS = ("jsonl", "json", "csv", "tsv")
+FORMATS = ("jsonl", "json", "csv", "tsv", "parquet", "hf_disk")
+#: how csv/tsv fields are quoted (spec key ``quoting``): tsv defaults to none (GLUE's files), csv to minimal
+QUOTING = {"none": csv.QUOTE_NONE, "minimal": csv.QUOTE_MINIMAL}
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class SplitSource:
     hub_config: str | None = None
     hub_split: str | None = None
     min_words: int = 0
+    #: csv/tsv: field separator (default "," or tab), quoting ("none" or "minimal": fields in double quotes, as
+    #: pandas and spreadsheets write them), and whether the first row is a header (default: yes unless ``columns``)
+    delimiter: str | None = None
+    quoting: str | None = None
+    header: bool | None = None
 
 
 @dataclass
@@ -200,9 +207,11 @@ def _expand(template: str, spec_path: Path | None, root) -> Path:
 
 
 def _read_rows(path: Path, source: SplitSource) -> list[tuple[int, dict]]:
-    fmt = source.format or path.suffix.lstrip(".").lower()
+    fmt = source.format or ("hf_disk" if path.is_dir() else path.suffix.lstrip(".").lower())
     if fmt not in FORMATS:
         raise DataError(path, f"unknown data format {fmt!r}; use one of {list(FORMATS)} (field 'format')")
+    if fmt in ("parquet", "hf_disk"):
+        return _read_arrow(path, fmt)
     text = read_utf8(path)
     if fmt == "jsonl":
         rows = []
@@ -227,23 +236,56 @@ def _read_rows(path: Path, source: SplitSource) -> list[tuple[int, dict]]:
         if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
             raise DataError(path, "a .json data file must hold a list of objects")
         return [(i + 1, r) for i, r in enumerate(obj)]
-    delimiter = "\t" if fmt == "tsv" else ","
-    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    delimiter = source.delimiter or ("\t" if fmt == "tsv" else ",")
+    quoting = QUOTING[source.quoting or ("none" if fmt == "tsv" else "minimal")]
     # a stream, not a list of lines: a quoted field may hold a newline
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     rows = []
     header = source.columns
+    skip_header = source.header if source.header is not None else header is None
     for record in reader:
         line = reader.line_num
         if not record or (len(record) == 1 and not record[0].strip()):
             continue
-        if header is None:
-            header = [h.strip() for h in record]
+        if skip_header:
+            skip_header = False
+            if header is None:
+                header = [h.strip() for h in record]
             continue
         if len(record) != len(header):
             raise DataError(path, f"{len(record)} columns where the header has {len(header)} ({header})", line=line)
         rows.append((line, dict(zip(header, record))))
     return rows
+
+
+def _read_arrow(path: Path, fmt: str) -> list[tuple[int, dict]]:
+    """Rows of a Parquet file, or of a data set saved with Hugging Face ``datasets`` (``save_to_disk``: a folder
+    with ``state.json`` naming Arrow stream files), read with pyarrow; row numbers count from 1."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(path, f"reading {fmt} data needs pyarrow: pip install pyarrow") from None
+    try:
+        if fmt == "parquet":
+            table = pq.read_table(str(path))
+        else:
+            state = path / "state.json"
+            if not state.exists():
+                raise DataError(path, "not a saved data set: no state.json (made by datasets' save_to_disk)")
+            names = [f["filename"] for f in json.loads(read_utf8(state)).get("_data_files", [])]
+            if not names:
+                raise DataError(state, "lists no data files (field '_data_files')")
+            parts = []
+            for name in names:
+                with pa.memory_map(str(path / name)) as source:
+                    parts.append(pa.ipc.open_stream(source).read_all())
+            table = pa.concat_tables(parts)
+    except DataError:
+        raise
+    except (OSError, ValueError, KeyError, pa.ArrowException) as e:
+        raise DataError(path, f"cannot read {fmt} data: {type(e).__name__}: {e}") from None
+    return [(i + 1, row) for i, row in enumerate(table.to_pylist())]
 
 
 def read_utf8(path: Path) -> str:
@@ -278,7 +320,8 @@ def _line_of(text: str, key: str) -> int | None:
 
 
 def _source_from_dict(obj: dict, spec_path, where: str) -> SplitSource:
-    allowed = {"path", "format", "columns", "rename", "hub", "hub_config", "hub_split", "fractions", "seed", "min_words"}
+    allowed = {"path", "format", "columns", "rename", "hub", "hub_config", "hub_split", "fractions", "seed", "min_words",
+               "delimiter", "quoting", "header"}  # fmt: skip
     unknown = set(obj) - allowed
     if unknown:
         raise DataError(spec_path, f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}", field=where)
@@ -287,6 +330,15 @@ def _source_from_dict(obj: dict, spec_path, where: str) -> SplitSource:
     fmt = obj.get("format")
     if fmt is not None and fmt not in FORMATS:
         raise DataError(spec_path, f"format {fmt!r} is not one of {list(FORMATS)}", field=f"{where}.format")
+    delimiter, quoting, header = obj.get("delimiter"), obj.get("quoting"), obj.get("header")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(decode_delimiter(delimiter)) != 1):
+        raise DataError(spec_path, f"delimiter must be one character (or \\t), got {delimiter!r}", field=f"{where}.delimiter")
+    if quoting is not None and quoting not in QUOTING:
+        raise DataError(spec_path, f"quoting {quoting!r} is not one of {list(QUOTING)}", field=f"{where}.quoting")
+    if header is not None and not isinstance(header, bool):
+        raise DataError(spec_path, f"header must be true or false, got {header!r}", field=f"{where}.header")
+    if header is False and not obj.get("columns"):
+        raise DataError(spec_path, "header = false needs 'columns' (the names of the fields, in order)", field=f"{where}.columns")
     min_words = obj.get("min_words", 0)
     if not isinstance(min_words, int) or isinstance(min_words, bool) or min_words < 0:
         raise DataError(spec_path, f"min_words must be a whole number >= 0, got {min_words!r}", field=f"{where}.min_words")
@@ -299,7 +351,14 @@ def _source_from_dict(obj: dict, spec_path, where: str) -> SplitSource:
         hub=obj.get("hub"),
         hub_config=obj.get("hub_config"),
         hub_split=obj.get("hub_split"),
+        delimiter=decode_delimiter(delimiter) if delimiter is not None else None,
+        quoting=quoting,
+        header=header,
     )
+
+
+def decode_delimiter(text: str) -> str:
+    return "\t" if text in ("\\t", "tab") else text
 
 
 def parse_task_spec(path: str | Path) -> TaskSpec:
@@ -419,3 +478,47 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
         split_from=split_from,
         label_names={str(k): str(v) for k, v in (obj.get("label_names") or {}).items()},
     )
+
+
+@dataclass
+class TaskCheck:
+    """What :func:`check_task` found: per split its size and label counts, every problem (the task cannot be used
+    as it is), every warning (it can, but look: e.g. examples shared between splits), one line each."""
+
+    name: str
+    splits: dict[str, dict] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_task(spec: TaskSpec) -> TaskCheck:
+    """Read every split of a task without a model: sizes, label counts, and every problem found (a split that does
+    not load, a label with no example) and warning (an example found in two splits), each as one line."""
+    out = TaskCheck(spec.name)
+    texts: dict[str, set] = {}
+    for split in spec.available_splits:
+        try:
+            examples = spec.load_split(split)
+        except PromptoptError as e:
+            out.problems.append(f"split {split}: {e}")
+            continue
+        counts: dict[str, int] = {}
+        for ex in examples:
+            counts[ex.label] = counts.get(ex.label, 0) + 1
+        out.splits[split] = {"examples": len(examples), "labels": dict(sorted(counts.items()))}
+        if spec.kind == TaskKind.CLASSIFICATION:
+            missing = [label for label in spec.label_words if label not in counts]
+            if missing:
+                out.problems.append(f"split {split}: no example of label(s) {missing}")
+        texts[split] = {tuple(sorted(ex.inputs.items())) for ex in examples}
+    names = list(texts)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = len(texts[a] & texts[b])
+            if shared:
+                out.warnings.append(f"splits {a} and {b} share {shared} example(s) with the same inputs")
+    if not spec.available_splits:
+        out.problems.append("the spec names no split")
+    out.notes.append("label words are checked against a tokenizer when a run loads the model")
+    return out
