@@ -226,3 +226,29 @@ def test_unloadable_model_path_is_a_clear_error(tmp_path):
 
     with pytest.raises(PromptoptError, match="cannot load model"):
         load_model(str(tmp_path / "nothing-here"))
+
+
+def test_the_model_cache_is_built_once_when_processes_race(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "race.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from promptopt.engine.model import build_once\n"
+        "target = Path(sys.argv[1])\n"
+        "def build(tmp):\n"
+        "    with open(target.parent / 'builds.txt', 'a') as f:\n"
+        "        f.write(str(os.getpid()) + '\\n')\n"
+        "    time.sleep(1.0)\n"
+        "    (tmp / 'weights.bin').write_text('ok')\n"
+        "out = build_once(target, build, ready=lambda t: (t / 'weights.bin').exists())\n"
+        "print((out / 'weights.bin').read_text())\n"
+    )  # fmt: skip
+    target = tmp_path / "cache" / "model"
+    procs = [subprocess.Popen([sys.executable, str(script), str(target)], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]  # fmt: skip
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0] and outputs == ["ok"] * 3
+    assert len((tmp_path / "cache" / "builds.txt").read_text().split()) == 1  # built once; the others waited

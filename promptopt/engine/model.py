@@ -101,10 +101,44 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
 
 
 def default_model_dir() -> Path:
-    """The cached float32 copy of the embedded model, made from the GGUF file on first use."""
+    """The cached float32 copy of the embedded model, made from the GGUF file on first use (under a lock: two
+    processes starting at once both get the finished copy, made once)."""
     target = cache_dir() / "models" / DEFAULT_MODEL
-    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+    return build_once(target, _dequantize_default, ready=lambda t: (t / "model.safetensors").exists()
+                      and (t / "config.json").exists())  # fmt: skip
+
+
+def build_once(target: Path, build, ready) -> Path:
+    """``target`` made by ``build(tmp_dir)`` at most once across processes: an exclusive lock on
+    ``target.lock`` around the check and the build, which writes a temporary folder renamed into place."""
+    if ready(target):
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        except ImportError:  # pragma: no cover - Windows: no lock, the atomic rename still keeps the copy whole
+            pass
+        if ready(target):  # another process built it while this one waited
+            return target
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        build(tmp)
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    return target
+
+
+def _dequantize_default(tmp: Path) -> None:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise PromptoptError(
@@ -117,23 +151,15 @@ def default_model_dir() -> Path:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("dequantizing %s once; cached in %s", _GGUF_FILE, target)
+    log.info("dequantizing %s once; cached in %s", _GGUF_FILE, tmp.parent)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=_GGUF_FILE, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=_GGUF_FILE)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the weights we write are plain float32
     config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     save_model(model, str(tmp / "model.safetensors"))  # handles the tied input/output embeddings
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-    return target
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack")
