@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from promptopt import hookimpl
-from promptopt.sdk import OptimizeResult, Prompt, PromptOptimizer, RunContext
+from promptopt.sdk import OptimizeResult, Prompt, PromptOptimizer, ResumableState, RunContext
 
 
 @dataclass
@@ -21,9 +21,16 @@ class ManualOptimizer(PromptOptimizer):
     config_class = ManualConfig
 
     def optimize(self, run: RunContext) -> OptimizeResult:
-        best = None
+        # each template's selection score is kept in a resumable state: a resumed run scores only the rest
+        store = ResumableState(run.output_dir / "checkpoint" / "manual.json",
+                               {"templates": run.templates, "label_words": self.config.label_words, "seed": run.seed})
+        saved = (store.load() if run.resume else None) or {"scored": [], "history_bytes": run.history_bytes()}
+        run.truncate_history(saved["history_bytes"])  # records after the last save are written again
+        scored: list[dict] = saved["scored"]
         for i, template in enumerate(run.templates):
-            if best is not None and run.compute.exhausted:  # --budget-flops: keep the best scored so far
+            if i < len(scored):
+                continue
+            if scored and run.compute.exhausted:  # --budget-flops: keep the best scored so far
                 run.log({"stopped": "compute_budget", "templates_scored": i})
                 break
             prompt = Prompt.from_template(template, label_words=self.config.label_words or None)
@@ -31,10 +38,11 @@ class ManualOptimizer(PromptOptimizer):
             result = run.evaluate(prompt, step=i, progress=f"template {i + 1}/{len(run.templates)}" if run.progress else False)
             run.log({"template": template, "select": {k: v for k, v in result.metrics.items() if k != "per_class"},
                      "seconds": round(result.seconds, 3)})  # fmt: skip
-            if best is None or result.score > best[1].score:
-                best = (prompt, result)
-        prompt, result = best
-        return OptimizeResult(prompt=prompt, trainable_parameters=0, select_metrics=result.metrics)
+            scored.append({"score": result.score, "metrics": result.metrics})
+            store.save({"scored": scored, "history_bytes": run.history_bytes()})
+        best = max(range(len(scored)), key=lambda i: (scored[i]["score"], -i))  # the first of equal scores
+        prompt = Prompt.from_template(run.templates[best], label_words=self.config.label_words or None)
+        return OptimizeResult(prompt=prompt, trainable_parameters=0, select_metrics=scored[best]["metrics"])
 
 
 @hookimpl

@@ -21,7 +21,7 @@ def test_run_writes_a_complete_run_directory(tiny_model_dirs, tmp_path):
     assert result.exit_code == 0, result.output
     assert "eval:" in result.output and str(out) in result.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["config.json", "history.jsonl", "metrics.json", "predictions.jsonl", "prompt", "result.json"]
+    assert names == ["checkpoint", "config.json", "history.jsonl", "metrics.json", "predictions.jsonl", "prompt", "result.json"]
     config = json.loads((out / "config.json").read_text())
     assert config["templates"] == ["Review: {text}\nSentiment:{answer}", "{text} It was{answer}"]
     data = config["data"]

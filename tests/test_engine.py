@@ -252,3 +252,23 @@ def test_the_model_cache_is_built_once_when_processes_race(tmp_path):
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0] and outputs == ["ok"] * 3
     assert len((tmp_path / "cache" / "builds.txt").read_text().split()) == 1  # built once; the others waited
+
+
+def test_overlong_inputs_are_cut_by_the_rule_counted_and_marked(tiny_lms, reviews_task):
+    from promptopt.data.prompt import Prompt
+    from promptopt.data.tasks import Example
+    from promptopt.engine.inputs import VectorLayout
+    from promptopt.engine.scoring import Scorer
+
+    lm = tiny_lms["causal"]
+    scorer = Scorer(lm, reviews_task, max_length=24)
+    prompt = Prompt.from_template("Review: {text}\nSentiment:{answer}")
+    long_text = " ".join(["great"] * 60)
+    examples = [Example({"text": long_text}, "positive", "x:1"), Example({"text": "fine"}, "positive", "x:2")]
+    enc = scorer.encoder.encode(prompt, examples[0].inputs, VectorLayout.build(prompt))
+    assert len(enc.ids) <= 24 and enc.truncated > 0
+    assert enc.ids[: len(scorer.encoder.tokens("Review:"))] == scorer.encoder.tokens("Review:")  # the template stays
+    result = scorer.evaluate(prompt, examples)
+    assert result.metrics["truncated_examples"] == 1
+    marks = {row["source"]: row.get("truncated_tokens") for row in result.predictions}
+    assert marks == {"x:1": enc.truncated, "x:2": None}

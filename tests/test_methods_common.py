@@ -192,3 +192,10 @@ def test_killed_with_sigkill_and_resumed_equals_the_uninterrupted_run(method, ti
     assert second.returncode == 0, second.stderr[-3000:]
     resumed = json.loads(second.stdout.strip().splitlines()[-1])
     assert resumed == full
+
+    def history(run):  # the same records, none twice (timings aside)
+        path = tmp_path / run / "history.jsonl"
+        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return [{k: v for k, v in r.items() if k not in ("seconds", "elapsed_seconds")} for r in rows]
+
+    assert history("cut") == history("full")

@@ -16,7 +16,7 @@ The space before the answer belongs to the answer (as in lm-evaluation-harness):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace, dataclass
 
 import torch
 
@@ -63,6 +63,7 @@ class Encoded:
     vectors: list[tuple[int, int]]  # (position, row of the VectorLayout table)
     read: list[int]  # positions whose output logits are read
     shared: int  # leading positions identical for every example of this prompt (for key/value reuse)
+    truncated: int = 0  # input tokens cut to fit the model's positions (see Encoder.encode)
 
 
 class Encoder:
@@ -111,13 +112,16 @@ class Encoder:
         answer_len: int = 1,
         continuation: list[int] | tuple = (),
     ) -> Encoded:
-        """Encode one example, truncating its longest input field if the whole would exceed ``max_length``."""
+        """Encode one example. The truncation rule, when the whole would exceed ``max_length`` positions: the
+        longest input field loses tokens from its end (its beginning is kept; the template, vectors and answer are
+        never cut), again for the next longest if needed; ``Encoded.truncated`` counts the tokens cut."""
         inputs = dict(inputs)
+        cut = 0
         for _ in range(8):
             enc = self._encode(prompt, inputs, layout, answer_len, continuation)
             overflow = len(enc.ids) - self.max_length
             if overflow <= 0:
-                return enc
+                return replace(enc, truncated=cut) if cut else enc
             longest = max(prompt.fields or [None], key=lambda f: len(inputs.get(f, "")) if f else 0)
             if longest is None:
                 break
@@ -125,6 +129,7 @@ class Encoder:
             keep = max(0, len(toks) - overflow - 1)
             if keep == 0 and not toks:
                 break
+            cut += len(toks) - keep
             inputs[longest] = self.tokenizer.decode(toks[:keep])
         raise PromptoptError(f"prompt is longer than the model's {self.max_length} positions even with empty inputs")
 

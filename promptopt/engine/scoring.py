@@ -402,10 +402,11 @@ class Scorer:
         return [ex for ex in examples if self.answer_token(prompt, ex.label) is not None]
 
     # -- evaluation ---------------------------------------------------------------------------------------------
-    def batches(self, prompt: Prompt, examples: list[Example]):
+    def batches(self, prompt: Prompt, examples: list[Example], encoded: list[Encoded] | None = None):
         """Index batches, longest examples first, so that each batch holds examples of similar length."""
         layout = VectorLayout.build(prompt)
-        lengths = [len(self.encoder.encode(prompt, ex.inputs, layout).ids) for ex in examples]
+        encoded = encoded or [self.encoder.encode(prompt, ex.inputs, layout) for ex in examples]
+        lengths = [len(e.ids) for e in encoded]
         order = sorted(range(len(examples)), key=lambda i: -lengths[i])
         for i in range(0, len(order), self.batch_size):
             yield order[i : i + self.batch_size]
@@ -419,8 +420,10 @@ class Scorer:
             raise PromptoptError(f"no example of task {self.task.name!r} can be scored with this model")
         preds: list = [None] * len(usable)
         rows: list = [None] * len(usable)
+        layout = VectorLayout.build(prompt)
+        encoded = [self.encoder.encode(prompt, ex.inputs, layout) for ex in usable]
         # data parallel: batch b (longest first) on process b mod N, so every process gets long and short ones
-        batches = list(self.batches(prompt, usable))[distributed.rank()::distributed.world_size()]
+        batches = list(self.batches(prompt, usable, encoded))[distributed.rank()::distributed.world_size()]
         bar = _progress(progress, sum(map(len, batches)))
         classification = self.task.kind == TaskKind.CLASSIFICATION
         labels = self.verbalizer(prompt).labels if classification else None
@@ -442,6 +445,8 @@ class Scorer:
                         detail = {"top": tokens, "gold_rank": int((scores[j] > scores[j][gold]).sum()) + 1}
                     rows[i] = {"source": ex.source, "inputs": ex.inputs, "label": ex.label,
                                "prediction": preds[i], "correct": preds[i] == ex.label, **detail}  # fmt: skip
+                    if encoded[i].truncated:
+                        rows[i]["truncated_tokens"] = encoded[i].truncated
                 if bar is not None:
                     bar.update(len(idx))
         if bar is not None:
@@ -456,6 +461,9 @@ class Scorer:
         metrics = compute_metrics(self.task, golds, preds)
         if dropped:
             metrics["dropped_multi_token_answers"] = dropped
+        truncated = sum(1 for e in encoded if e.truncated)
+        if truncated:
+            metrics["truncated_examples"] = truncated
         return EvalResult(metrics, rows, seconds, len(usable) / max(seconds, 1e-9), len(usable))
 
 

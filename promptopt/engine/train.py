@@ -223,6 +223,8 @@ class _State:
     budget_spent: bool = False
     #: FLOPs spent by this loop before the last checkpoint (a resumed run adds them to the model's counter)
     flops: float = 0.0
+    #: size of the run's history file at the last checkpoint (``run.history_bytes()``; None: not known)
+    history_bytes: int | None = None
     history: list = field(default_factory=list)
 
 
@@ -300,6 +302,9 @@ def fit(
         resumed_from = state.step
         if compute is not None:  # what the interrupted process spent counts toward this run's compute and budget
             compute.totals.flops += state.flops
+        unfinished = state.step < config.steps and not state.stopped_early and not state.budget_spent
+        if unfinished and state.history_bytes is not None and hasattr(run, "truncate_history"):
+            run.truncate_history(state.history_bytes)  # records after the checkpoint are written again
         log.info("resumed from %s at step %d", ckpt, state.step)
     else:
         _seed_everything(seed)
@@ -319,6 +324,7 @@ def fit(
             log.info("compute budget spent at step %d", state.step)
             if ckpt is not None and distributed.is_main():
                 state.flops = compute.flops - flops_at_start
+                state.history_bytes = run.history_bytes() if hasattr(run, "history_bytes") else None
                 _save_checkpoint(ckpt, params, best_state, optimizer, scheduler, state, fingerprint)
             break
         params.train()
@@ -363,6 +369,7 @@ def fit(
         if ckpt is not None and (done or (config.checkpoint_every and state.step % config.checkpoint_every == 0)) \
                 and distributed.is_main():
             state.flops = compute.flops - flops_at_start if compute is not None else 0.0
+            state.history_bytes = run.history_bytes() if hasattr(run, "history_bytes") else None
             _save_checkpoint(ckpt, params, best_state, optimizer, scheduler, state, fingerprint)
         if bar is not None:
             postfix = {"loss": f"{total:.4f}"}

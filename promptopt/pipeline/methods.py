@@ -90,6 +90,18 @@ class RunContext:
         if distributed.is_main():
             append_jsonl(self.output_dir / "history.jsonl", record)
 
+    def history_bytes(self) -> int:
+        """The size of ``history.jsonl`` now: a checkpoint records it, so that a resumed run can cut the records
+        written after the checkpoint (they are written again) with :meth:`truncate_history`."""
+        path = self.output_dir / "history.jsonl"
+        return path.stat().st_size if path.exists() else 0
+
+    def truncate_history(self, size: int) -> None:
+        path = self.output_dir / "history.jsonl"
+        if distributed.is_main() and path.exists() and path.stat().st_size > size:
+            with open(path, "r+b") as f:
+                f.truncate(size)
+
 
 def _flat(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
