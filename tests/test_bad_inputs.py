@@ -4,6 +4,7 @@ and no result.json."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -136,3 +137,82 @@ def test_registered_task_wins_over_a_same_named_directory(tmp_path, monkeypatch)
     (tmp_path / "tiny-reviews").mkdir()
     monkeypatch.chdir(tmp_path)
     assert get_task("tiny-reviews").name == "tiny-reviews"
+
+
+# -- inputs that need a model: saved prompts for another model, resumes with other settings, broken plugins ---------
+
+
+def _prompt_dir(tmp_path, width=None, ids=None):
+    import torch
+
+    from promptopt.data.prompt import Prompt
+
+    template = "[P*2:p0]{text} It was{answer}" if width else "[T*2:t0]{text} It was{answer}"
+    prompt = Prompt.from_template(template)
+    if width:
+        prompt = prompt.with_vectors({"p0": torch.zeros(2, width)})
+    if ids:
+        prompt = prompt.with_tokens("t0", ids)
+    prompt.meta["model"] = "some-other-model"
+    prompt.save(tmp_path / "prompt")
+    return tmp_path / "prompt"
+
+
+def _corrupt(tmp_path):
+    directory = _prompt_dir(tmp_path, width=8)
+    path = directory / "vectors.safetensors"
+    path.write_bytes(path.read_bytes()[:20])
+    return directory
+
+
+MODEL_CASES = {
+    "prompt of another hidden size": (lambda tmp: _prompt_dir(tmp, width=7), "has width 7 but model"),
+    "prompt with ids past the vocabulary": (lambda tmp: _prompt_dir(tmp, ids=[10**7, 1]), "outside the vocabulary"),
+    "truncated vectors file": (_corrupt, "vectors.safetensors"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_CASES))
+def test_a_saved_prompt_that_does_not_fit_the_model_gives_one_line(name, tmp_path, tiny_model_dirs):
+    make, expected = MODEL_CASES[name]
+    prompt_dir = make(tmp_path)
+    task = str(Path(__file__).resolve().parent.parent / "datasets" / "tiny_reviews" / "task.toml")
+    result = CliRunner().invoke(cli, ["eval", "--prompt", str(prompt_dir), "--task", task, "--split", "dev",
+                                      "--model", str(tiny_model_dirs["causal"]), "--max-eval", "4"])  # fmt: skip
+    message = result.output.strip().splitlines()[-1] if result.output.strip() else ""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exc_info)
+    assert "Traceback" not in result.output and expected in message, result.output
+
+
+def test_resume_with_other_settings_gives_one_line_naming_the_field(tmp_path, tiny_model_dirs):
+    task = str(Path(__file__).resolve().parent.parent / "datasets" / "tiny_reviews" / "task.toml")
+    base = ["run", "--task", task, "--model", str(tiny_model_dirs["causal"]), "--max-eval", "4", "--no-progress",
+            "--output", str(tmp_path / "run")]  # fmt: skip
+    assert CliRunner().invoke(cli, base).exit_code == 0
+    result = CliRunner().invoke(cli, [*base, "--resume", "-t", "{text} Honestly:{answer}"])
+    lines = [line for line in result.output.strip().splitlines() if "Loading weights" not in line]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: ") and "cannot resume: field templates was [" in lines[0]
+
+
+def test_a_plugin_that_fails_to_import_is_named_in_one_line(monkeypatch):
+    from importlib import metadata
+
+    from promptopt import plugins
+
+    class Broken:
+        name, value, group = "brokenplugin", "brokenplugin_mod", "promptopt"
+
+        def load(self):
+            raise ImportError("No module named 'brokenplugin_mod'")
+
+    real = metadata.entry_points
+    monkeypatch.setattr(plugins.metadata, "entry_points",
+                        lambda group=None: [*real(group=group), Broken()])  # fmt: skip
+    plugins.reset_plugin_manager()
+    try:
+        result = CliRunner().invoke(cli, ["methods"])
+    finally:
+        plugins.reset_plugin_manager()
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: plugin 'brokenplugin' (brokenplugin_mod) failed to load")
