@@ -158,6 +158,15 @@ def test_compute_counts_the_positions_of_one_soft_training_step(tiny_lms, review
     assert (spent.head_positions, spent.head_backward_positions) == (reads, reads)
     n_body, n_head = _body_and_head(lm)
     assert spent.flops == pytest.approx(2 * n_body * 8 * length + 2 * n_head * 2 * reads)
+    # with the shared prefix (the vectors and "Review:" once, then each example on their keys/values) the backward
+    # pass still runs through every position: the examples attend to the trained vectors
+    shared = Scorer(lm, reviews_task)
+    same = [ex for ex in reviews_task.load_split("train") if len(shared.encoder.encode(prompt, ex.inputs, layout).ids)
+            == length][:4] or examples  # fmt: skip
+    before = counter.snapshot()
+    fit(params, same, TrainConfig(steps=1, batch_size=4, group_by_length=0), scorer=shared, prompt=prompt, seed=0)
+    spent = counter.since(before)
+    assert spent.backward_positions == spent.forward_positions > 0
 
 
 def test_compute_of_one_autoprompt_iteration_matches_the_model_calls_it_made(tiny_lms, tmp_path, monkeypatch):

@@ -5,8 +5,9 @@ shared-prefix key/value reuse, full logits, a training step), is counted by two 
 :func:`compute_counter` installs once per model:
 
 * on the model body (``model.<base_model_prefix>``): the positions of its input, ``batch x length`` as run
-  (padding included: it is computed), and, when gradients flow back into the input (trained vectors or a token
-  search), the same number of backward positions;
+  (padding included: it is computed), and, when the backward pass will run through the call (its output is part of
+  a graph: the input embeddings need a gradient, as with trained vectors or a token search, or the keys/values it
+  attends to do, as with a shared prefix of trained vectors), the same number of backward positions;
 * on the output embedding (the vocabulary head): the positions it projects (``batch x reads``), likewise forward and
   backward.
 
@@ -78,6 +79,17 @@ class ComputeCounter:
         return self.limit is not None and self.totals.flops >= self.limit
 
 
+def _needs_backward(output) -> bool:
+    """Whether the backward pass will run through this call: its output is part of a graph (the input embeddings
+    require a gradient, or keys/values it attends to do, as with a shared prefix of trained vectors)."""
+    if not torch.is_grad_enabled():
+        return False
+    tensor = output if isinstance(output, torch.Tensor) else getattr(output, "last_hidden_state", None)
+    if tensor is None and isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        tensor = output[0]
+    return bool(tensor is not None and tensor.requires_grad)
+
+
 def compute_counter(lm) -> ComputeCounter:
     """The counter of a :class:`~promptopt.engine.model.LoadedModel`, its hooks installed on first use."""
     counter = getattr(lm, "_compute", None)
@@ -91,20 +103,18 @@ def compute_counter(lm) -> ComputeCounter:
     head_n = sum(p.numel() for p in head.parameters()) if head is not None else 0
     counter = ComputeCounter(body_n, head_n)
 
-    def on_body(module, args, kwargs):
+    def on_body(module, args, kwargs, output):
         x = kwargs.get("inputs_embeds")
         if x is None:
             x = kwargs.get("input_ids", args[0] if args else None)
         if x is not None:
-            grad = torch.is_grad_enabled() and x.requires_grad
-            counter.add(int(x.shape[0]) * int(x.shape[1]), grad, head=False)
+            counter.add(int(x.shape[0]) * int(x.shape[1]), _needs_backward(output), head=False)
 
-    def on_head(module, args):
-        x = args[0]
-        counter.add(int(x[..., 0].numel()), torch.is_grad_enabled() and x.requires_grad, head=True)
+    def on_head(module, args, output):
+        counter.add(int(args[0][..., 0].numel()), _needs_backward(output), head=True)
 
-    body.register_forward_pre_hook(on_body, with_kwargs=True)
+    body.register_forward_hook(on_body, with_kwargs=True)
     if head is not None:
-        head.register_forward_pre_hook(on_head)
+        head.register_forward_hook(on_head)
     lm._compute = counter
     return counter
