@@ -172,7 +172,6 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         check_label_search(task, opts)
     session = RunSession(opts.output or default_output(opts), overwrite=opts.overwrite, resume=opts.resume,
                          reuse=opts.reuse)  # fmt: skip
-    out = session.out
 
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
@@ -188,7 +187,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     out = session.out
     # the method sees the task with its reported split withheld: task.load_split(eval split) raises
     task = dataclasses.replace(task, withheld=(described["eval_split"],))
-    # with --label-search every method and the final evaluation score with the found words: they become the task's
+    # with --label-search every method and the final evaluation score with the found words: they become the task's own
     scorer, label_search = label_search_step(Scorer(lm, task, batch_size=opts.batch_size,
                                                     padding_side=opts.padding_side), data, templates, opts)  # fmt: skip
     task = scorer.task
