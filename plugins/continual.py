@@ -59,12 +59,14 @@ from promptopt import hookimpl
 from promptopt.sdk import (
     ConfigError,
     Prompt,
+    PromptoptError,
     PromptVectors,
     SoftPromptInit,
     TrainConfig,
     fit,
     get_plugin_manager,
     initial_rows,
+    read_json,
     write_json,
     write_jsonl,
 )
@@ -231,6 +233,9 @@ def run_continual(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     if opts.resume:
         raise ConfigError("continual runs cannot be resumed yet; start a new run (--overwrite)")
     out = Path(opts.output) if opts.output else Path("runs") / f"continual-{config.strategy.value}-{'+'.join(opts.tasks)}-s{opts.seed}"  # fmt: skip
+    if not opts.overwrite and (out / SUMMARY_FILE).exists() and read_json(out / SUMMARY_FILE).get("complete"):
+        # finished by a promptopt that wrote no result.json
+        raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
     session = RunSession(out, overwrite=opts.overwrite)
     out = session.out
     if (out / SUMMARY_FILE).exists():  # an unfinished earlier run: its stages would mix with these

@@ -146,3 +146,11 @@ def test_a_finished_run_directory_is_kept_and_reused_by_fingerprint(tmp_path):
     assert RunSession(tmp_path / "r", reuse=True).check({"seed": 0}).reused
     again = RunSession(tmp_path / "r", reuse=True)
     assert again.check({"seed": 1}) is None and not (tmp_path / "r" / "result.json").exists()
+
+
+def test_a_continual_run_finished_before_result_json_existed_is_kept(specs, tiny_lms, tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "continual.json").write_text(json.dumps({"complete": True}))
+    with pytest.raises(PromptoptError, match="holds a finished run"):
+        run_continual(options(specs, out), lm=tiny_lms["causal"])
