@@ -34,6 +34,12 @@ times, best step and selection score; rewritten after each stage with ``"complet
 ``stages/I-TASK/prompt`` (the prompt trained at stage I, as evaluated for ``A[I][I]``); ``final/TASK/`` (``prompt/``,
 ``metrics.json``, ``predictions.jsonl``: each task's prompt as evaluated in the last row); ``history.jsonl``.
 ``promptopt report RUN`` renders the matrix (:mod:`promptopt.report.continual`).
+
+The run goes through the run pipeline as ``promptopt run`` does (:class:`promptopt.sdk.RunSession`): ``run_start``
+once, ``training_step`` and selection ``evaluation`` calls from each stage's loop, one ``evaluation`` per task for
+the last row (``split="eval/TASK"``), ``run_end`` once; ``config.json`` with a fingerprint; ``error.json`` on
+failure, and last ``result.json`` (the whole run: ``metrics["eval"]["score"]`` is ACC, ``metrics["tasks"]`` the last
+row, ``metrics["continual"]`` the metrics above). Training never holds the evaluation splits.
 """
 
 from __future__ import annotations
@@ -52,28 +58,33 @@ from promptopt.sdk import config as cfg
 from promptopt import hookimpl
 from promptopt.sdk import (
     ConfigError,
-    append_jsonl,
     Prompt,
+    PromptoptError,
     PromptVectors,
     SoftPromptInit,
     TrainConfig,
     fit,
     get_plugin_manager,
     initial_rows,
+    read_json,
     write_json,
     write_jsonl,
 )
 from promptopt.sdk import (
+    RunSession,
     TaskData,
     TaskSetOptions,
     enum_value,
     load_lm,
     load_taskset,
     options_from_cli,
-    prepare_output,
     resolved_config,
     task_dir_name,
+    taskset_context,
+    taskset_fingerprint,
     taskset_options,
+    taskset_result,
+    tell_evaluation,
 )
 
 SUMMARY_FILE = "continual.json"
@@ -222,22 +233,43 @@ def run_continual(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     if opts.resume:
         raise ConfigError("continual runs cannot be resumed yet; start a new run (--overwrite)")
     out = Path(opts.output) if opts.output else Path("runs") / f"continual-{config.strategy.value}-{'+'.join(opts.tasks)}-s{opts.seed}"  # fmt: skip
-    prepare_output(out, SUMMARY_FILE, opts.overwrite)
+    if not opts.overwrite and (out / SUMMARY_FILE).exists() and read_json(out / SUMMARY_FILE).get("complete"):
+        # finished by a promptopt that wrote no result.json
+        raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
+    session = RunSession(out, overwrite=opts.overwrite)
+    out = session.out
     if (out / SUMMARY_FILE).exists():  # an unfinished earlier run: its stages would mix with these
         (out / SUMMARY_FILE).unlink()
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
     start_all = time.perf_counter()
     lm = lm or load_lm(opts)
-    tasks = load_taskset(opts, lm, pm or get_plugin_manager())
-    resolved = resolved_config(opts, "continual", config, train_config, lm, tasks)
-    write_json(out / "config.json", resolved)
+    pm = pm or get_plugin_manager()
+    tasks = load_taskset(opts, lm, pm)
+    session.check(taskset_fingerprint(opts, "continual", config, train_config, lm, tasks))
+    resolved = session.write_config(resolved_config(opts, "continual", config, train_config, lm, tasks))
+    run = taskset_context(opts, "continual", config, train_config, lm, tasks, out, pm.hook, resolved)
+    whole = taskset_result("continual", lm, opts, out, resolved)
+    with session.running(run, whole):
+        result = _learn(run, tasks, config, train_config, opts, start_all)
+        summary = result.summary
+        last = dict(zip(summary["tasks"], summary["matrix"][-1]))
+        whole.metrics = {"eval": {"score": summary["metrics"]["average_accuracy"]},
+                         "tasks": {name: {"score": score} for name, score in last.items()},
+                         "continual": summary["metrics"]}  # fmt: skip
+        whole.train_seconds, whole.eval_seconds = summary["train_seconds"], summary["eval_seconds"]
+        whole.trainable_parameters = sum(s["trainable_parameters"] for s in summary["stages"])
+    return result
+
+
+def _learn(run, tasks: list[TaskData], config: ContinualConfig, train_config: TrainConfig, opts: TaskSetOptions,
+           start_all: float) -> ContinualResult:  # fmt: skip
+    """The stages, their evaluations and the artifacts (see the module docstring); ``run.tasks`` (no evaluation
+    split) is what training sees, ``tasks`` what the evaluations score."""
+    out, lm = run.output_dir, run.lm
     plan = Plan(config, tasks, lm, opts.seed)
     names = [t.name for t in tasks]
     n_tasks = len(tasks)
-
-    def log(record):
-        append_jsonl(out / "history.jsonl", record)
 
     def evaluate(task: int, prompt: Prompt, label: str):
         return tasks[task].evaluate(prompt, progress=f"{label} {names[task]}" if opts.progress else False)
@@ -268,9 +300,11 @@ def run_continual(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
         prompt = plan.prompt(i, i, values)
         stage_dir = out / "stages" / f"{i}-{task_dir_name(task.name)}"
         started = time.perf_counter()
-        fitted = fit(params, task.scorer.usable_examples(prompt, task.train), train_config, scorer=task.scorer,
-                     prompt=prompt, select=task.select if opts.select else None, checkpoint_dir=None, seed=opts.seed,
-                     log_fn=lambda r, i=i: log({"stage": i, "task": names[i], **r}),
+        training = run.tasks[i]
+        fitted = fit(params, task.scorer.usable_examples(prompt, training.train), train_config, scorer=task.scorer,
+                     prompt=prompt, select=training.select if opts.select else None, checkpoint_dir=None,
+                     seed=opts.seed, hook=run.hook, run=run,
+                     log_fn=lambda r, i=i: run.log({"stage": i, "task": names[i], **r}),
                      progress=f"task {i + 1}/{n_tasks} {task.name}" if opts.progress else False)  # fmt: skip
         train_seconds = time.perf_counter() - started
         trained = segment(i) if plan.progressive else "p0"
@@ -291,6 +325,7 @@ def run_continual(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
                 p.meta.update({"method": "continual", "strategy": config.strategy.value, "model": lm.name,
                                "task": names[j], "segments": _segment_tasks(plan, i, plan.eval_newest(i, j), names)})  # fmt: skip
                 final_eval[j] = (p, result)
+                tell_evaluation(run, tasks[j], result)
         eval_seconds += row_seconds
         summary["stages"].append({
             "task": task.name, "train_seconds": train_seconds, "eval_seconds": row_seconds,

@@ -29,7 +29,9 @@ Two ways in:
   ``RUN/multitask.safetensors`` (shared and per-task parameters), ``RUN/shared/prompt`` (the shared prompt) and per
   task ``RUN/tasks/TASK/`` laid out as a ``promptopt run`` directory (``prompt/``, ``metrics.json``,
   ``predictions.jsonl``, ``result.json``), so ``promptopt report RUN`` shows each task, as method
-  ``multitask:a+b+c`` (the mixture names the row, apart from single-task runs);
+  ``multitask:a+b+c`` (the mixture names the row, apart from single-task runs); ``RUN/config.json`` (with the
+  run's fingerprint), ``RUN/history.jsonl`` and, last, ``RUN/result.json`` (the whole run: mean score, each task's)
+  or ``RUN/error.json``, as every run of the pipeline;
 * ``promptopt run --method multitask`` (:class:`MultitaskOptimizer`): the degenerate mixture of the run's one task.
 """
 
@@ -50,7 +52,6 @@ from promptopt.sdk import config as cfg
 from promptopt import hookimpl
 from promptopt.sdk import (
     BatchStream,
-    append_jsonl,
     ConfigError,
     FitResult,
     OptimizeResult,
@@ -69,6 +70,7 @@ from promptopt.sdk import (
     write_json,
 )
 from promptopt.sdk import (
+    RunSession,
     TaskData,
     TaskSetOptions,
     enum_value,
@@ -76,10 +78,13 @@ from promptopt.sdk import (
     load_lm,
     load_taskset,
     options_from_cli,
-    prepare_output,
     resolved_config,
     task_dir_name,
+    taskset_context,
+    taskset_fingerprint,
     taskset_options,
+    taskset_result,
+    tell_evaluation,
     write_task_run,
 )
 
@@ -370,28 +375,50 @@ def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     """Train one multi-task prompt on ``opts.tasks``, evaluate each task, and write the run directory (see the
     module docstring). Keyword arguments set :class:`~promptopt.pipeline.taskset.TaskSetOptions` fields.
 
-    The per-run hooks (``run_start``, ``training_step``, ``evaluation``, ``run_end``) are not called: their ``run`` is
-    a single-task :class:`~promptopt.pipeline.methods.RunContext`."""
+    It goes through the run pipeline as ``promptopt run`` does (:class:`~promptopt.sdk.RunSession`): the hooks
+    (``run_start`` once, ``training_step`` and ``evaluation`` on the selection splits from the shared loop, one
+    ``evaluation`` per task at the end with ``split="eval/TASK"``, ``run_end`` once with the whole run's result),
+    ``config.json`` with a fingerprint (``--resume`` with other settings is refused, naming the field),
+    ``error.json`` on failure and ``result.json`` last. The training code never holds the evaluation splits."""
     opts = dataclasses.replace(opts or TaskSetOptions(tasks=kwargs.get("tasks", [])), **kwargs)
     config = cfg.build(MultitaskConfig, opts.method_options)
     train_config = cfg.build(TrainConfig, opts.train)
+    pm = pm or get_plugin_manager()
     out = Path(opts.output) if opts.output else Path("runs") / f"multitask-{'+'.join(opts.tasks)}-s{opts.seed}"
-    prepare_output(out, SUMMARY_FILE, opts.overwrite, opts.resume)
+    session = RunSession(out, overwrite=opts.overwrite, resume=opts.resume)
+    out = session.out
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
     lm = lm or load_lm(opts)
-    tasks = load_taskset(opts, lm, pm or get_plugin_manager())
-    resolved = resolved_config(opts, "multitask", config, train_config, lm, tasks)
-    write_json(out / "config.json", resolved)
+    tasks = load_taskset(opts, lm, pm)
+    session.check(taskset_fingerprint(opts, "multitask", config, train_config, lm, tasks))
+    resolved = session.write_config(resolved_config(opts, "multitask", config, train_config, lm, tasks))
+    run = taskset_context(opts, "multitask", config, train_config, lm, tasks, out, pm.hook, resolved)
+    whole = taskset_result("multitask", lm, opts, out, resolved)
+    counter = run.compute
+    with session.running(run, whole):
+        start, before = time.perf_counter(), counter.snapshot()
+        trained = train_multitask(run.tasks, config, train_config, lm, seed=opts.seed, select=opts.select,
+                                  checkpoint_dir=out / "checkpoint", resume=opts.resume, hook=run.hook, run=run,
+                                  log_fn=run.log, progress="training" if opts.progress else False)  # fmt: skip
+        train_seconds = time.perf_counter() - start
+        spent = counter.since(before)
+        before = counter.snapshot()
+        result = _write_multitask(out, tasks, trained, config, lm, opts, resolved, train_seconds, run)
+        whole.compute = {"train": spent.to_json(), "eval": counter.since(before).to_json()}
+        summary = result.summary
+        whole.metrics = {"eval": {"score": summary["mean_eval_score"]},
+                         "tasks": {name: m["eval"] for name, m in summary["metrics"].items()}}  # fmt: skip
+        whole.select_metrics = trained.fit.best_metrics
+        whole.trainable_parameters = summary["trainable_parameters"]["total"]
+        whole.train_seconds, whole.eval_seconds = train_seconds, summary["eval_seconds"]
+    return result
 
-    def log(record):
-        append_jsonl(out / "history.jsonl", record)
 
-    start = time.perf_counter()
-    trained = train_multitask(tasks, config, train_config, lm, seed=opts.seed, select=opts.select,
-                              checkpoint_dir=out / "checkpoint", resume=opts.resume, log_fn=log,
-                              progress="training" if opts.progress else False)  # fmt: skip
-    train_seconds = time.perf_counter() - start
+def _write_multitask(out: Path, tasks, trained: MultitaskTraining, config: MultitaskConfig, lm, opts: TaskSetOptions,
+                     resolved: dict, train_seconds: float, run: RunContext) -> MultitaskResult:  # fmt: skip
+    """Save the parameters and the shared prompt, evaluate every task (the ``evaluation`` hook told each), write
+    the per-task run directories and ``multitask.json``."""
     counts = trained.params.parameter_counts()
     from safetensors.torch import save_file
 
@@ -408,6 +435,7 @@ def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
         prompt.meta.update({"method": "multitask", "model": lm.name, "task": task.name,
                             "tasks": [t.name for t in tasks]})  # fmt: skip
         evaluation = task.evaluate(prompt, progress=f"eval {task.name}" if opts.progress else False)
+        tell_evaluation(run, task, evaluation)
         best = trained.fit.best_metrics
         select = {"score": best[f"score/{task.name}"]} if f"score/{task.name}" in best else {}
         task_config = {**resolved, "task": task.name, "data": task.described, "templates": [task.template]}

@@ -68,6 +68,11 @@ def run_start(run):
     method's options), ``run.train_config``, ``run.options`` (the whole resolved ``config.json``, fingerprint
     included) and ``run.output_dir``. Logging hook: return value ignored; an exception is reported and the run goes
     on (see the module docstring).
+
+    Runs over several tasks (``promptopt multitask``, ``promptopt continual``) call it once too: ``run.task`` is then
+    the first task and ``run.tasks`` lists every task in order (:class:`promptopt.sdk.TaskData`: spec, scorer,
+    train and select examples, template); for a one-task run ``run.tasks`` is empty. ``run.method`` is
+    ``"multitask"`` or ``"continual"`` and ``run.options`` their ``config.json``.
     """
 
 
@@ -87,7 +92,10 @@ def training_step(run, step, loss, lr):
 def evaluation(run, step, split, metrics):
     """Called each time the engine scores a prompt for the run: on the selection split during optimisation
     (``split="select"``, ``step`` the training step or search iteration, or the template index for ``manual``), and
-    once at the end on the reported split (``split="eval"``, ``step=None``), after the method has returned.
+    once at the end on the reported split (``split="eval"``, ``step=None``), after the method has returned. A run over
+    several tasks reports each task's final evaluation as ``split="eval/TASK"`` (``step=None``); its selection
+    scores are ``split="select"`` (multitask: the mean over the tasks, with ``score/TASK`` per task; continual: the
+    current stage's task, the step counting from 1 again at each stage).
 
     ``metrics`` is a dict of metric name -> float (``score`` is the task's main metric). Logging hook: return value
     ignored; an exception is reported and the run goes on.
@@ -100,5 +108,7 @@ def run_end(run, result):
 
     ``result`` is the :class:`promptopt.sdk.RunResult` (metrics, compute, timings, output directory); on failure its
     ``status`` is ``"failed"`` and ``error`` holds the message, and the run's exception is raised after this hook.
+    For a run over several tasks it is the whole run's result (``task`` the tasks joined by ``+``, ``metrics["eval"]``
+    their mean score, ``metrics["tasks"]`` each task's), written to the top of its run directory.
     Logging hook: return value ignored; an exception is reported and the run goes on.
     """

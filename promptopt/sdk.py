@@ -2,7 +2,8 @@
 ``promptopt.hookimpl``, nothing else of promptopt and never another plugin.
 
 Prompts and templates, soft-vector initialisers and template rules, the shared training loop, the scorer, the
-method base classes, several-task helpers, errors and atomic writes::
+method base classes, several-task helpers, the run pipeline's pieces (:class:`RunSession`: the run directory's
+lifecycle, the same for one task and several; :func:`label_search_step`), errors and atomic writes::
 
     from promptopt import hookimpl
     from promptopt.sdk import OptimizeResult, PromptOptimizer, RunContext, SoftPromptConfig, train_soft_prompt
@@ -21,6 +22,7 @@ from promptopt.hookspecs import hookimpl
 from promptopt.pipeline import config
 from promptopt.pipeline.methods import NoConfig, OptimizeResult, PromptOptimizer, RunContext
 from promptopt.pipeline.results import RunResult, environment, peak_memory_mb, prepare_output
+from promptopt.pipeline.session import RunSession
 from promptopt.pipeline.taskset import (
     TaskData,
     TaskSetOptions,
@@ -31,7 +33,11 @@ from promptopt.pipeline.taskset import (
     resolved_config,
     soft_in_front,
     task_dir_name,
+    taskset_context,
+    taskset_fingerprint,
     taskset_options,
+    taskset_result,
+    tell_evaluation,
     write_task_run,
 )
 from promptopt.pipeline.vectors import (
@@ -49,11 +55,20 @@ from promptopt.pipeline.vectors import (
     train_templates,
     transfer_values,
 )
-from promptopt.pipeline.verbalizer import allowed_tokens, fit_examples, keep_better, search_label_words
+from promptopt.pipeline.verbalizer import (
+    allowed_tokens,
+    check_label_search,
+    fit_examples,
+    keep_better,
+    label_search_step,
+    search_label_words,
+)
 from promptopt.plugins import get_plugin_manager, get_task
 from promptopt.report.continual import render_continual
 
 __all__ = [
+    "RunSession", "check_label_search", "label_search_step", "taskset_context", "taskset_fingerprint",
+    "taskset_result", "tell_evaluation",
     "Evaluation", "ResumableState", "SearchIteration", "TrainStep", "append_jsonl", "first_difference", "read_history",
     "BatchStream", "ConfigError", "DataError", "EvalResult", "Example", "FitResult", "LoadedModel", "NoConfig",
     "OptimizeResult", "Prompt", "PromptOptimizer", "PromptVectors", "PromptoptError", "RunContext", "RunResult",

@@ -47,6 +47,10 @@ class RunContext:
     ``data`` holds the examples by role: ``train`` (to optimise on) and ``select`` (to choose between prompts).
     The evaluation split is not here: the run scores the returned prompt on it after :meth:`PromptOptimizer.optimize`
     returns, and ``task.load_split`` refuses to read it (see :func:`promptopt.pipeline.runner.run`).
+    A run over several tasks (``promptopt multitask``, ``promptopt continual``) gives its first task as ``task``,
+    ``scorer``, ``data`` and ``templates`` and every task, in order, in ``tasks``
+    (:class:`promptopt.pipeline.taskset.TaskData`, their evaluation splits left out); a one-task run's ``tasks`` is
+    empty.
     ``compute`` counts what the model runs (:mod:`promptopt.engine.compute`); a search method should stop when
     ``compute.exhausted`` (the run's ``--budget-flops``), as :func:`~promptopt.engine.train.fit` does.
     """
@@ -65,6 +69,7 @@ class RunContext:
     resume: bool = False
     progress: bool = True
     options: dict = field(default_factory=dict)
+    tasks: list = field(default_factory=list)
 
     @property
     def train(self) -> list[Example]:

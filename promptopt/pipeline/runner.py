@@ -10,11 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import random
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,16 +24,14 @@ from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model, model
 from promptopt.engine.scoring import Scorer
 from promptopt.engine.train import TrainConfig
 from promptopt.errors import ConfigError, PromptoptError
-from promptopt.data.files import read_json, write_json, write_jsonl
-from promptopt.data.state import first_difference
+from promptopt.data.files import write_json, write_jsonl
 from promptopt.pipeline.methods import OptimizeResult, RunContext
 from promptopt.plugins import get_optimizer, get_plugin_manager, get_task
 from promptopt.data.prompt import Prompt
-from promptopt.pipeline.results import PeakMemory, RunResult, environment, prepare_output
-from promptopt.data.tasks import Example, TaskKind, TaskSpec
-from promptopt.pipeline.verbalizer import fit_examples, keep_better, search_label_words, text_prompt
-
-log = logging.getLogger(__name__)
+from promptopt.pipeline.results import RunResult, environment
+from promptopt.pipeline.session import RunSession
+from promptopt.data.tasks import Example, TaskSpec
+from promptopt.pipeline.verbalizer import check_label_search, label_search_step, log_label_search
 
 DEFAULT_TASK = "tiny-reviews"
 
@@ -173,10 +169,9 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     train_config = cfg.build(TrainConfig, opts.train)
     task = get_task(opts.task, pm)
     if opts.label_search:
-        _check_label_search(task, opts)
-    out = Path(opts.output) if opts.output else default_output(opts)
-    finished = (out / "result.json").exists()
-    out = prepare_output(out, "result.json", opts.overwrite or opts.reuse, opts.resume or (opts.reuse and finished))
+        check_label_search(task, opts)
+    session = RunSession(opts.output or default_output(opts), overwrite=opts.overwrite, resume=opts.resume,
+                         reuse=opts.reuse)  # fmt: skip
 
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
@@ -186,30 +181,16 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
                           device_map=opts.device_map, quantize=opts.quantize,
                           gradient_checkpointing=opts.gradient_checkpointing)  # fmt: skip
     templates = list(opts.templates) or list(task.templates)
-    fingerprint = run_fingerprint(opts, lm, task, templates, method_config, train_config, described)
-    if opts.reuse and finished:
-        reason = _differs(read_json(out / "config.json").get("fingerprint") if (out / "config.json").exists() else None,
-                          fingerprint)  # fmt: skip
-        if reason is None:
-            result = RunResult.load(out)
-            result.reused = True
-            return result
-        log.warning("%s: running again: its finished run was made with other settings (%s)", out, reason)
-        out = prepare_output(out, "result.json", overwrite=True)
-    elif opts.resume and (out / "config.json").exists():
-        reason = _differs(read_json(out / "config.json").get("fingerprint"), fingerprint)
-        if reason is not None:
-            raise ConfigError(f"{out}: cannot resume: {reason}; resume with the same settings, or start a new run "
-                              "(--overwrite or another --output)")  # fmt: skip
+    reused = session.check(run_fingerprint(opts, lm, task, templates, method_config, train_config, described))
+    if reused is not None:
+        return reused
+    out = session.out
     # the method sees the task with its reported split withheld: task.load_split(eval split) raises
     task = dataclasses.replace(task, withheld=(described["eval_split"],))
-    scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
-    label_search = None
-    if opts.label_search:
-        # every method and the final evaluation score with the found words: they become the task's own
-        label_search = _search_labels(scorer, data["train"], data["select"], templates, opts)
-        task = dataclasses.replace(task, label_words=label_search["label_words"])
-        scorer = Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side)
+    # with --label-search every method and the final evaluation score with the found words: they become the task's own
+    scorer, label_search = label_search_step(Scorer(lm, task, batch_size=opts.batch_size,
+                                                    padding_side=opts.padding_side), data, templates, opts)  # fmt: skip
+    task = scorer.task
     resolved = {
         "method": opts.method,
         "method_config": cfg.to_dict(method_config),
@@ -224,12 +205,11 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "padding_side": scorer.side,
         "budget_flops": opts.budget_flops,
         **environment(lm),
-        "fingerprint": fingerprint,
     }
     if label_search is not None:
         resolved["label_words"] = label_search["label_words"]
         resolved["label_search"] = {k: v for k, v in label_search.items() if k != "label_words"}
-    write_json(out / "config.json", resolved)
+    resolved = session.write_config(resolved)
     ctx = RunContext(
         method=opts.method, config=method_config, task=task, lm=lm, scorer=scorer, data=data, templates=templates,
         seed=opts.seed, output_dir=out, train_config=train_config, hook=pm.hook, resume=opts.resume,
@@ -237,55 +217,43 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     )  # fmt: skip
     result = RunResult(method=opts.method, task=task.name, model=lm.name, seed=opts.seed, output_dir=str(out),
                        config=resolved)  # fmt: skip
-    if label_search is not None and not _logged_label_search(out, opts.resume):
-        ctx.log({"label_search": resolved["label_search"], "label_words": resolved["label_words"]})
+    log_label_search(ctx, resolved)
     counter = ctx.compute
-    pm.hook.run_start(run=ctx)
-    try:
-        with PeakMemory(lm.device) as memory:
-            start, before = time.perf_counter(), counter.snapshot()
-            counter.limit = before.flops + opts.budget_flops if opts.budget_flops is not None else None
-            try:
-                found: OptimizeResult = optimizer_cls(method_config).optimize(ctx)
-            finally:
-                counter.limit = None
-            result.train_seconds = time.perf_counter() - start
-            result.budget_spent = opts.budget_flops is not None and counter.flops - before.flops >= opts.budget_flops
-            spent = counter.since(before)
-            prompt = found.prompt
-            if label_search is not None and prompt.label_words is None:  # the saved prompt re-scores as it was scored
-                prompt.label_words = label_search["label_words"]
-            prompt.meta.setdefault("method", opts.method)
-            prompt.meta.setdefault("model", lm.name)
-            prompt.meta.setdefault("task", task.name)
-            prompt.save(out / "prompt")
-            before = counter.snapshot()
-            evaluation = ctx.evaluate(prompt, eval_examples, split="eval", progress="eval" if opts.progress else False)
-            result.compute = {"train": spent.to_json(), "eval": counter.since(before).to_json()}
+    with session.running(ctx, result):
+        start, before = time.perf_counter(), counter.snapshot()
+        counter.limit = before.flops + opts.budget_flops if opts.budget_flops is not None else None
+        try:
+            found: OptimizeResult = optimizer_cls(method_config).optimize(ctx)
+        finally:
+            counter.limit = None
+        result.train_seconds = time.perf_counter() - start
+        result.budget_spent = opts.budget_flops is not None and counter.flops - before.flops >= opts.budget_flops
+        spent = counter.since(before)
+        prompt = found.prompt
+        if label_search is not None and prompt.label_words is None:  # the saved prompt re-scores as it was scored
+            prompt.label_words = label_search["label_words"]
+        prompt.meta.setdefault("method", opts.method)
+        prompt.meta.setdefault("model", lm.name)
+        prompt.meta.setdefault("task", task.name)
+        prompt.save(out / "prompt")
+        before = counter.snapshot()
+        evaluation = ctx.evaluate(prompt, eval_examples, split="eval", progress="eval" if opts.progress else False)
+        result.compute = {"train": spent.to_json(), "eval": counter.since(before).to_json()}
         result.metrics = {"eval": evaluation.metrics}
         result.select_metrics = found.select_metrics
         result.prompt_text = prompt.text(lm.tokenizer)
         result.trainable_parameters = found.trainable_parameters
         result.eval_seconds = evaluation.seconds
         result.eval_examples_per_second = evaluation.examples_per_second
-        result.peak_memory_mb = memory.mb
         write_json(out / "metrics.json", {"eval": evaluation.metrics, "select": found.select_metrics})
         write_jsonl(out / "predictions.jsonl", ({"split": "eval", "id": row["source"], **row}
                                                 for row in evaluation.predictions))  # fmt: skip
-    except Exception as e:
-        result.status = "failed"
-        result.error = f"{type(e).__name__}: {e}"
-        write_json(out / "error.json", {"error": result.error, "traceback": traceback.format_exc()})
-        pm.hook.run_end(run=ctx, result=result)
-        raise
-    write_json(out / "result.json", result.to_json())
-    pm.hook.run_end(run=ctx, result=result)
     return result
 
 
 def run_fingerprint(opts: RunOptions, lm: LoadedModel, task: TaskSpec, templates: list[str], method_config,
                     train_config: TrainConfig, described: dict) -> dict:  # fmt: skip
-    """What a run's result depends on; a resumed or reused run must match it field by field (see :func:`_differs`).
+    """What a run's result depends on; a resumed or reused run must match it field by field (see :func:`promptopt.pipeline.session.differs`).
 
     The model (name, weights hash or Hub revision, dtype, quantization, tokenizer), the task's name, label words and
     the templates given to the method, the method and its options, the training options (``resume_free`` ones aside),
@@ -310,13 +278,6 @@ def run_fingerprint(opts: RunOptions, lm: LoadedModel, task: TaskSpec, templates
     }
 
 
-def _differs(saved: dict | None, now: dict) -> str | None:
-    """Why a saved run's fingerprint does not match this one (None: it does)."""
-    if saved is None:
-        return "the directory has no fingerprint (made by an older promptopt)"
-    return first_difference(saved, now)
-
-
 def _check_counts(opts: RunOptions) -> None:
     for name in ("max_train", "shots", "max_eval"):
         value = getattr(opts, name)
@@ -326,47 +287,6 @@ def _check_counts(opts: RunOptions) -> None:
         raise ConfigError(f"--eval-batch-size must be >= 1, got {opts.batch_size}")
     if opts.budget_flops is not None and not opts.budget_flops > 0:
         raise ConfigError(f"--budget-flops must be > 0, got {opts.budget_flops}")
-
-
-def _check_label_search(task: TaskSpec, opts: RunOptions) -> None:
-    if task.kind != TaskKind.CLASSIFICATION:
-        raise ConfigError(f"--label-search needs a classification task; task {task.name!r} is {task.kind.value} "
-                          "(its answers are vocabulary tokens, there are no label words to search)")  # fmt: skip
-    if "train" not in task.available_splits:
-        raise ConfigError(f"--label-search fits on the training split; task {task.name!r} has none "
-                          f"(splits: {task.available_splits})")  # fmt: skip
-    if opts.label_k < 1:
-        raise ConfigError(f"RunOptions.label_k must be >= 1, got {opts.label_k}")
-    if opts.label_examples < 0:
-        raise ConfigError(f"RunOptions.label_examples must be >= 0 (0 = all), got {opts.label_examples}")
-    if opts.label_candidates < 0:
-        raise ConfigError(f"RunOptions.label_candidates must be >= 0, got {opts.label_candidates}")
-
-
-def _search_labels(scorer: Scorer, train: list[Example], select: list[Example], templates: list[str],
-                   opts: RunOptions) -> dict:  # fmt: skip
-    """Label words for the run (``--label-search``), fitted on the training split with the first template and kept
-    only if they score at least as well as the task's on the selection split."""
-    if not templates:
-        raise ConfigError("--label-search reads features through a template; the task has none and none was given")
-    prompt = text_prompt(templates[0])
-    prompt.check_fields(scorer.task.inputs)
-    if not train:
-        raise ConfigError(f"--label-search needs training examples; task {scorer.task.name!r} has none left "
-                          "(check --max-train, --shots and --select-split holdout:N)")  # fmt: skip
-    fit_on = fit_examples(train, opts.label_examples, random.Random(f"{opts.seed}:label_search"))
-    start = time.perf_counter()
-    found = search_label_words(scorer, prompt, fit_on, k=opts.label_k, seed=opts.seed, candidates=opts.label_candidates)
-    words, check = keep_better(scorer, prompt, select, found, scorer.task.label_words)
-    return {"label_words": words, "found": found, **check, "k": opts.label_k, "candidates": opts.label_candidates,
-            "template": templates[0], "fitted_on": len(fit_on), "task_label_words": scorer.task.label_words,
-            "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
-
-
-def _logged_label_search(out: Path, resume: bool) -> bool:
-    """Whether a resumed run's history already holds the label-search record (it is written once)."""
-    history = out / "history.jsonl"
-    return resume and history.exists() and '"label_search"' in history.read_text(encoding="utf-8")
 
 
 def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where) -> None:

@@ -15,14 +15,16 @@ sees), scored by its own :class:`~promptopt.engine.Scorer` on one shared model, 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from promptopt.pipeline import config as cfg
-from promptopt.pipeline.runner import RunOptions, prepare_data
-from promptopt.engine.model import LoadedModel, load_model
+from promptopt.pipeline.methods import RunContext
+from promptopt.pipeline.runner import RunOptions, ids_digest, prepare_data
+from promptopt.engine.model import LoadedModel, load_model, model_identity
 from promptopt.engine.scoring import EvalResult, Scorer
 from promptopt.engine.train import TrainConfig
 from promptopt.errors import ConfigError, PromptoptError
@@ -101,6 +103,13 @@ class TaskData:
     def eval(self) -> list[Example]:
         return self.data.get("eval", [])
 
+    def without_eval(self) -> "TaskData":
+        """A copy for the training code: the evaluation examples left out, and the spec refusing to load that split
+        (the pipeline scores the trained prompts on it afterwards, as ``promptopt run`` does)."""
+        withheld = (self.described["eval_split"],) if self.described.get("eval_split") else ()
+        return dataclasses.replace(self, spec=dataclasses.replace(self.spec, withheld=withheld),
+                                   data={k: v for k, v in self.data.items() if k != "eval"})  # fmt: skip
+
     def prompt(self, segments: list[tuple[str, int]], vectors: dict[str, torch.Tensor] | None = None) -> Prompt:
         """The task's template with soft segments ``(name, rows)`` in front, in the order given."""
         return soft_in_front(self.template, segments, vectors)
@@ -170,6 +179,55 @@ def resolved_config(opts: TaskSetOptions, method: str, method_config, train_conf
         "batch_size": opts.batch_size,
         **environment(lm),
     }
+
+
+def taskset_fingerprint(opts: TaskSetOptions, method: str, method_config, train_config: TrainConfig, lm: LoadedModel,
+                        tasks: list[TaskData]) -> dict:  # fmt: skip
+    """What a run over several tasks depends on; a resumed run must match it field by field (as a one-task run's
+    :func:`~promptopt.pipeline.runner.run_fingerprint`): the model, the method and its options, the training options
+    (``resume_free`` ones aside), the seed, the task order and per task its label words, template and which examples
+    each role holds (:func:`~promptopt.pipeline.runner.ids_digest` of train, select and eval), and the version."""
+    from promptopt import __version__
+
+    return {
+        "model": model_identity(lm),
+        "method": method,
+        "method_config": cfg.fingerprint_dict(method_config),
+        "train": cfg.fingerprint_dict(train_config),
+        "seed": opts.seed,
+        "select": opts.select,
+        "task_order": [t.name for t in tasks],
+        "tasks": {t.name: {"label_words": t.spec.label_words, "template": t.template,
+                           "data": {"select_split": t.described.get("select_split"),
+                                    "eval_split": t.described.get("eval_split"),
+                                    **(t.described.get("ids") or {k: ids_digest(v) for k, v in t.data.items()})}}
+                  for t in tasks},
+        "promptopt": __version__,
+    }  # fmt: skip
+
+
+def taskset_context(opts: TaskSetOptions, method: str, method_config, train_config: TrainConfig, lm: LoadedModel,
+                    tasks: list[TaskData], output_dir: Path, hook, options: dict) -> RunContext:  # fmt: skip
+    """The :class:`RunContext` hooks and training code of a run over several tasks get: the first task as ``task``
+    (its scorer, data and template), every task in ``tasks``, each without its evaluation split."""
+    training = [t.without_eval() for t in tasks]
+    first = training[0]
+    return RunContext(method=method, config=method_config, task=first.spec, lm=lm, scorer=first.scorer,
+                      data=first.data, templates=[first.template], seed=opts.seed, output_dir=output_dir,
+                      train_config=train_config, hook=hook, resume=opts.resume, progress=opts.progress,
+                      options=options, tasks=training)  # fmt: skip
+
+
+def tell_evaluation(run: RunContext, task: TaskData, evaluation: EvalResult) -> None:
+    """The ``evaluation`` hook for one task's final evaluation in a run over several tasks (``split="eval/TASK"``)."""
+    metrics = {k: v for k, v in evaluation.metrics.items() if isinstance(v, (int, float))}
+    run.hook.evaluation(run=run, step=None, split=f"eval/{task.name}", metrics=metrics)
+
+
+def taskset_result(method: str, lm: LoadedModel, opts: TaskSetOptions, output_dir: Path, config: dict) -> RunResult:
+    """The whole run's :class:`RunResult` (``result.json`` at the top of the run directory), to be filled in."""
+    return RunResult(method=method, task="+".join(config.get("tasks", [])), model=lm.name, seed=opts.seed,
+                     output_dir=str(output_dir), config=config)  # fmt: skip
 
 
 def write_task_run(directory: Path, task: TaskData, prompt: Prompt, evaluation: EvalResult, *, method: str, lm,

@@ -7,12 +7,15 @@ every vocabulary token by ``weights @ output_embeddings.T`` and keep, for each c
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
+import time
 
 import torch
 
-from promptopt.errors import PromptoptError
+from promptopt.engine.scoring import Scorer
+from promptopt.errors import ConfigError, PromptoptError
 from promptopt.data.prompt import Prompt, SegmentKind
 from promptopt.data.tasks import Example, TaskKind
 from promptopt.engine.inputs import special_token_ids
@@ -192,3 +195,59 @@ def keep_better(scorer, prompt: Prompt, examples: list[Example], found: dict, gi
                  for name, words in (("found", found), ("given", given))}  # fmt: skip
     kept = "found" if score["found"] >= score["given"] else "given"
     return (found if kept == "found" else given), {"select_score": score, "kept": kept}
+
+
+# -- the pipeline step (``promptopt run --label-search``) ------------------------------------------------------------
+
+
+def check_label_search(task, opts) -> None:
+    """Refuse ``--label-search`` settings that cannot work, before any model is loaded. ``opts`` has ``label_k``,
+    ``label_examples`` and ``label_candidates`` (:class:`promptopt.pipeline.runner.RunOptions`)."""
+    if task.kind != TaskKind.CLASSIFICATION:
+        raise ConfigError(f"--label-search needs a classification task; task {task.name!r} is {task.kind.value} "
+                          "(its answers are vocabulary tokens, there are no label words to search)")  # fmt: skip
+    if "train" not in task.available_splits:
+        raise ConfigError(f"--label-search fits on the training split; task {task.name!r} has none "
+                          f"(splits: {task.available_splits})")  # fmt: skip
+    if opts.label_k < 1:
+        raise ConfigError(f"RunOptions.label_k must be >= 1, got {opts.label_k}")
+    if opts.label_examples < 0:
+        raise ConfigError(f"RunOptions.label_examples must be >= 0 (0 = all), got {opts.label_examples}")
+    if opts.label_candidates < 0:
+        raise ConfigError(f"RunOptions.label_candidates must be >= 0, got {opts.label_candidates}")
+
+
+def label_search_step(scorer, data: dict, templates: list[str], opts):
+    """The label-search step of the run pipeline: ``(scorer, found)``. Without ``opts.label_search`` it is
+    ``(scorer, None)``. Else label words are fitted on ``data["train"]`` with the first template and kept only if
+    they score at least as well as the task's on ``data["select"]``; the returned scorer's task holds them, so the
+    method and the final evaluation score with them, and ``found`` says what was searched (``label_words`` first)."""
+    if not opts.label_search:
+        return scorer, None
+    if not templates:
+        raise ConfigError("--label-search reads features through a template; the task has none and none was given")
+    prompt = text_prompt(templates[0])
+    prompt.check_fields(scorer.task.inputs)
+    train = data["train"]
+    if not train:
+        raise ConfigError(f"--label-search needs training examples; task {scorer.task.name!r} has none left "
+                          "(check --max-train, --shots and --select-split holdout:N)")  # fmt: skip
+    fit_on = fit_examples(train, opts.label_examples, random.Random(f"{opts.seed}:label_search"))
+    start = time.perf_counter()
+    found = search_label_words(scorer, prompt, fit_on, k=opts.label_k, seed=opts.seed, candidates=opts.label_candidates)
+    words, check = keep_better(scorer, prompt, data["select"], found, scorer.task.label_words)
+    found = {"label_words": words, "found": found, **check, "k": opts.label_k, "candidates": opts.label_candidates,
+             "template": templates[0], "fitted_on": len(fit_on), "task_label_words": scorer.task.label_words,
+             "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
+    task = dataclasses.replace(scorer.task, label_words=words)
+    return Scorer(scorer.lm, task, batch_size=scorer.batch_size, padding_side=scorer.side), found
+
+
+def log_label_search(ctx, resolved: dict) -> None:
+    """Write the label-search record to the run's ``history.jsonl`` once (a resumed run already holds it)."""
+    if "label_search" not in resolved:
+        return
+    history = ctx.output_dir / "history.jsonl"
+    if ctx.resume and history.exists() and '"label_search"' in history.read_text(encoding="utf-8"):
+        return
+    ctx.log({"label_search": resolved["label_search"], "label_words": resolved["label_words"]})
