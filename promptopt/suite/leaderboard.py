@@ -803,6 +803,9 @@ def collect_runs(roots: list[str | Path]) -> list[RunEntry]:
                     result = RunResult.load(run_dir)
                 except (OSError, json.JSONDecodeError, TypeError) as e:
                     raise PromptoptError(f"{marker}: not a readable run result ({e})") from None
+                if isinstance((result.config or {}).get("tasks"), list) and any(
+                        p.parent != run_dir for p in run_dir.rglob("result.json")):
+                    continue  # a multi-task or continual run's summary: the run directories of its tasks are the rows
                 out.append(_entry_from_result(result, run_dir, base))
             else:
                 entry = _entry_from_error(run_dir, base)
