@@ -129,8 +129,8 @@ def _inspection_lines(board: Leaderboard) -> list[str]:
         lines += _table(header, rows)
         lines.append("")
         for r, s in soft:
-            what = ", ablation and logit lens" if s["ranking"] or s["lens"] else ""
-            lines += [f"<details><summary>{md(r.method)} · {md(r.task)} · seed {r.seed}: nearest tokens{what} per vector"
+            what = ", with ablation and logit lens" if s["ranking"] or s["lens"] else ""
+            lines += [f"<details><summary>{md(r.method)} · {md(r.task)} · seed {r.seed}: nearest tokens per vector{what}"
                       "</summary>", ""]  # fmt: skip
             drops = {(a["segment"], a["index"], mode): a["drop"] for mode, rows in s["ranking"].items() for a in rows}
             for seg in s["segments"]:
