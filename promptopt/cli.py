@@ -312,6 +312,8 @@ def report(dirs, fmt, output, title):
 @click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
 @click.option("--no-write", is_flag=True, help="Do not write RUN_DIR/inspect.json (and RUN_DIR/readable_prompt/).")
 @click.option("--no-ablate", is_flag=True, help="Skip per-vector ablation.")
+@click.option("--ablation", "ablation_modes", default="remove,mean", show_default=True,
+              help="Ablation modes: remove (take the vector out) and/or mean (replace it by the mean embedding).")
 @click.option("--no-lens", is_flag=True, help="Skip the logit lens.")
 @click.option("--lens-layers", default=None, help="Comma-separated layers for the lens (default: first, middle, last).")
 @click.option("--no-distill", is_flag=True, help="Skip the readable prompt's word-token search.")
@@ -324,9 +326,9 @@ def report(dirs, fmt, output, title):
 @click.option("--wayward-lambda", type=float, default=1.0, show_default=True, help="Weight of the pull.")
 @click.option("--wayward-steps", type=int, default=None, help="Training steps of the check (default: the run's).")
 @click.option("--eval-split", default=None, help="Also score soft, projected and readable prompts on this split.")
-def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no_write, no_ablate, no_lens,
-                lens_layers, no_distill, distill_steps, distill_candidates, distill_train, no_describe, wayward,
-                wayward_text, wayward_lambda, wayward_steps, eval_split):  # fmt: skip
+def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no_write, no_ablate, ablation_modes,
+                no_lens, lens_layers, no_distill, distill_steps, distill_candidates, distill_train, no_describe,
+                wayward, wayward_text, wayward_lambda, wayward_steps, eval_split):  # fmt: skip
     """Read a run's prompt: soft vectors' nearest tokens and norms, a logit lens at each soft position, per-vector
     ablation, the projected prompt (each vector replaced by its nearest token) and a readable prompt distilled from
     it, scored against the soft one; a self-description probe and optionally a waywardness check. For hard prompts,
@@ -340,7 +342,9 @@ def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no
         layers = [int(x) for x in lens_layers.split(",") if x.strip()] if lens_layers else None
     except ValueError:
         raise PromptoptError(f"--lens-layers {lens_layers!r}: give comma-separated integers") from None
-    options = InspectOptions(ablate=not no_ablate, lens=not no_lens, lens_layers=layers, distill=not no_distill,
+    modes = tuple(m.strip() for m in ablation_modes.split(",") if m.strip())
+    options = InspectOptions(ablate=not no_ablate, ablation_modes=modes, lens=not no_lens, lens_layers=layers,
+                             distill=not no_distill,
                              distill_steps=distill_steps, distill_candidates=distill_candidates,
                              distill_train=distill_train, describe=not no_describe, wayward=wayward,
                              wayward_text=wayward_text or DEFAULT_TEXT, wayward_lambda=wayward_lambda,

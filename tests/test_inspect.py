@@ -159,5 +159,9 @@ def test_inspect_command_options_and_json(tmp_path, tiny_lms, tiny_model_dirs):
     assert obj["ablations"] == [] and obj["lens"] == [] and obj["readable"] is None and obj["self_description"] is None
     bad = CliRunner().invoke(cli, [*args, "--lens-layers", "1,x"])
     assert bad.exit_code == 2 and "--lens-layers" in bad.output
+    bad = CliRunner().invoke(cli, [*args, "--ablation", "zero"])
+    assert bad.exit_code == 2 and "ablation_modes" in bad.output
+    one = CliRunner().invoke(cli, [*args, "--json", "--ablation", "mean", "--no-distill"])
+    assert {a["mode"] for a in __import__("json").loads(one.stdout)["ablations"]} == {"mean"}
     bad = CliRunner().invoke(cli, [*args, "--lens-layers", "9"])
     assert bad.exit_code == 2 and "not in 0..2" in bad.output

@@ -120,7 +120,8 @@ def distill(soft: Prompt, projected: Prompt, lm: LoadedModel, scorer: Scorer, tr
     chosen = current if accepted else projected
     tok = lm.tokenizer
     return Readable(
-        text=chosen.text(tok), tokens={s.name: list(s.ids) for s in chosen.segments_of(SegmentKind.TOKENS) if s.name in names},
+        text=chosen.text(tok),
+        tokens={s.name: list(s.ids) for s in chosen.segments_of(SegmentKind.TOKENS) if s.name in names},
         score=searched_score if accepted else projected_score, projected_score=projected_score, accepted=accepted,
         searched_text=current.text(tok), searched_score=searched_score,
         agreement=round(_agreement(scorer, chosen, targets), 6),

@@ -32,7 +32,7 @@ from promptopt.data.tasks import Example, TaskKind
 from promptopt.engine.model import LoadedModel, load_model
 from promptopt.engine.scoring import Scorer
 from promptopt.errors import PromptoptError
-from promptopt.interpret.ablation import VectorAblation, ablate_vectors, ranking
+from promptopt.interpret.ablation import ABLATIONS, VectorAblation, ablate_vectors, ranking
 from promptopt.interpret.distill import Readable, distill, readable_prompt, self_description
 from promptopt.interpret.lens import LensReading, LensToken, logit_lens
 from promptopt.interpret.wayward import DEFAULT_TEXT, Wayward, waywardness
@@ -74,9 +74,10 @@ class SegmentReport:
 class InspectOptions:
     """What an inspection does beyond nearest tokens and the projection (each step can be switched off)."""
 
-    ablate: bool = field(default=True, metadata={"help": "per-vector ablation (remove, mean), re-scored"})
+    ablate: bool = field(default=True, metadata={"help": "per-vector ablation, re-scored"})
+    ablation_modes: tuple[str, ...] = field(default=ABLATIONS, metadata={"help": "remove and/or mean"})
     lens: bool = field(default=True, metadata={"help": "logit lens at each soft position"})
-    lens_layers: list[int] | None = field(default=None, metadata={"help": "layers of the lens (default first, middle, last)"})  # fmt: skip
+    lens_layers: list[int] | None = field(default=None, metadata={"help": "lens layers (default first, middle, last)"})
     lens_examples: int = field(default=4, metadata={"help": "examples the lens averages over"})
     distill: bool = field(default=True, metadata={"help": "readable prompt by word-token search from the projection"})
     distill_steps: int | None = field(default=None, metadata={"help": "positions tried (default: each once)"})
@@ -90,6 +91,11 @@ class InspectOptions:
     eval_split: str | None = field(default=None, metadata={"help": "also score soft, projected and readable here"})
 
     def __post_init__(self):
+        self.ablation_modes = tuple(self.ablation_modes)
+        bad = [m for m in self.ablation_modes if m not in ABLATIONS]
+        if bad or not self.ablation_modes:
+            raise PromptoptError(f"InspectOptions.ablation_modes {list(self.ablation_modes)}: "
+                                 f"use some of {list(ABLATIONS)}")  # fmt: skip
         for name in ("lens_examples", "distill_candidates", "distill_train"):
             if getattr(self, name) < 1:
                 raise PromptoptError(f"InspectOptions.{name} must be >= 1, got {getattr(self, name)}")
@@ -171,8 +177,9 @@ class Inspection:
                 for r in obj.get("lens") or []]  # fmt: skip
         readable = Readable(**obj["readable"]) if obj.get("readable") else None
         wayward = Wayward(**obj["wayward"]) if obj.get("wayward") else None
-        return cls(**{**obj, "segments": segments, "ablations": [VectorAblation(**a) for a in obj.get("ablations") or []],
-                      "lens": lens, "readable": readable, "wayward": wayward})  # fmt: skip
+        ablations = [VectorAblation(**a) for a in obj.get("ablations") or []]
+        return cls(**{**obj, "segments": segments, "ablations": ablations, "lens": lens, "readable": readable,
+                      "wayward": wayward})  # fmt: skip
 
 
 def nearest_tokens(vectors: torch.Tensor, embeddings: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,7 +267,7 @@ def inspect_prompt(prompt: Prompt, lm: LoadedModel, scorer: Scorer | None = None
     out.split, out.n, out.metric = split, soft.n, scorer.task.metric.value
     out.soft_score, out.projected_score = float(soft.score), float(hard.score)
     if options.ablate:
-        out.ablations = ablate_vectors(prompt, lm, scorer, examples, intact=out.soft_score)
+        out.ablations = ablate_vectors(prompt, lm, scorer, examples, options.ablation_modes, intact=out.soft_score)
     readable = projected
     if options.distill:
         if scorer.task.kind != TaskKind.CLASSIFICATION:
@@ -278,7 +285,9 @@ def inspect_prompt(prompt: Prompt, lm: LoadedModel, scorer: Scorer | None = None
         else:
             from dataclasses import replace as _replace
 
-            config = train_config if options.wayward_steps is None else _replace(train_config, steps=options.wayward_steps)
+            config = train_config
+            if options.wayward_steps is not None:
+                config = _replace(train_config, steps=options.wayward_steps)
             out.wayward = waywardness(prompt, lm, scorer, train, examples, config, options.wayward_text,
                                       options.wayward_lambda, seed=seed, soft_score=out.soft_score)  # fmt: skip
     if eval_examples:
