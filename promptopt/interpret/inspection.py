@@ -378,7 +378,9 @@ def inspect_run(run_dir: str | Path, lm: LoadedModel | None = None, split: str |
         split, examples = rescoring_examples(task, config, split, max_eval)
         scorer = Scorer(lm, task, batch_size=batch_size, padding_side=config.get("padding_side"))
         if options.distill or options.wayward:
-            train = training_examples(task, config, None if options.wayward else options.distill_train)
+            run_train = (config.get("data") or {}).get("train")  # the check retrains on as many as the run did
+            n = max(options.distill_train, run_train if isinstance(run_train, int) else 0) if options.wayward else None
+            train = training_examples(task, config, n or options.distill_train)
         if options.wayward:
             train_config = cfg.build(TrainConfig, {**(config.get("train") or {}), "checkpoint_every": 0})
         if eval_split:
