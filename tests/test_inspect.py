@@ -165,3 +165,19 @@ def test_inspect_command_options_and_json(tmp_path, tiny_lms, tiny_model_dirs):
     assert {a["mode"] for a in __import__("json").loads(one.stdout)["ablations"]} == {"mean"}
     bad = CliRunner().invoke(cli, [*args, "--lens-layers", "9"])
     assert bad.exit_code == 2 and "not in 0..2" in bad.output
+
+
+def test_a_ptuning_run_is_inspected_like_a_soft_one(tmp_path, tiny_lms, reviews_task):
+    """P-tuning saves the encoder's output as plain vectors: two soft segments (around the input), each inspected."""
+    import promptopt
+    from promptopt.interpret.inspection import InspectOptions
+
+    lm = tiny_lms["causal"]
+    promptopt.run(method="ptuning", task=str(reviews_task.path), lm=lm, max_train=16, max_eval=8, progress=False,
+                  output=str(tmp_path / "run"), method_options={"n_tokens": 4},
+                  train={"steps": 2, "batch_size": 4, "lr": 0.01, "eval_every": 0, "checkpoint_every": 0})  # fmt: skip
+    result = inspect_run(tmp_path / "run", lm=lm, options=InspectOptions(distill_steps=1, distill_train=8))
+    assert [s.name for s in result.segments if s.kind == "vectors"] == ["p0", "p1"]
+    assert {(a.segment, a.index) for a in result.ablations} == {(n, i) for n in ("p0", "p1") for i in range(2)}
+    assert {(r.segment, r.index) for r in result.lens} == {(n, i) for n in ("p0", "p1") for i in range(2)}
+    assert set(result.readable.tokens) == {"p0", "p1"} and result.readable.score >= result.projected_score

@@ -414,11 +414,11 @@ def render_text(ins: Inspection) -> str:
                          f"{ins.embedding_norm_mean:.2f}); nearest tokens by cosine:")  # fmt: skip
             for v in seg.vectors:
                 near = "  ".join(f"{n.token!r} {n.cosine:.2f}" for n in v.nearest)
-                ablated = "".join(f"  {mode} -{100 * drops[seg.name, v.index, mode]:.1f}"
+                ablated = "".join(f"  drop ({mode}) {100 * drops[seg.name, v.index, mode]:+.1f}"
                                   for mode in ("remove", "mean") if (seg.name, v.index, mode) in drops)  # fmt: skip
                 lines.append(f"  [{v.index:>3}] norm {v.norm:6.2f}   {near}{ablated}")
                 for r in lens.get((seg.name, v.index), []):
-                    read = "  ".join(f"{t.token!r} {t.prob:.2f}" for t in r.top)
+                    read = "  ".join(f"{t.token!r} {t.prob:.3f}" for t in r.top)
                     lines.append(f"        lens L{r.layer:<3} {read}")
     if ins.projected_text is not None:
         lines.append(f"projected:  {ins.projected_text!r}")
