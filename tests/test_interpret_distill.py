@@ -88,6 +88,7 @@ def test_waywardness_with_a_strong_pull_lands_on_the_text_and_says_so(tiny_lms, 
 
 
 def test_the_verdict_says_in_words_what_the_cost_means():
-    assert "say little" in verdict("x", CHEAP_POINTS - 1, 0.9)
+    assert "say little" in verdict("x", CHEAP_POINTS - 1, 0.9) and "loses only" in verdict("x", CHEAP_POINTS - 1, 0.9)
+    assert "scores 8.0 points higher: its nearest tokens say little" in verdict("x", -8.0, 1.0)
     assert "not arbitrary" in verdict("x", CHEAP_POINTS + 5, 0.9)
     assert "inconclusive" in verdict("x", 0.0, 0.2)

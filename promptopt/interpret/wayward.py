@@ -61,8 +61,9 @@ def verdict(text: str, cost_points: float, match: float) -> str:
         return (f"The pull towards {text!r} left only {100 * match:.0f}% of the vectors projecting onto it (cost "
                 f"{cost_points:.1f} points): inconclusive; a larger lambda would pull harder.")  # fmt: skip
     if cost_points <= CHEAP_POINTS:
+        change = f"loses only {cost_points:.1f} points" if cost_points > 0 else f"scores {-cost_points:.1f} points higher"
         return (f"Retrained to project onto the unrelated text {text!r} ({100 * match:.0f}% of its vectors do), the "
-                f"prompt loses only {cost_points:.1f} points: its nearest tokens say little about what it does.")  # fmt: skip
+                f"prompt {change}: its nearest tokens say little about what it does.")  # fmt: skip
     return (f"Retrained to project onto the unrelated text {text!r} ({100 * match:.0f}% of its vectors do), the prompt "
             f"loses {cost_points:.1f} points: the pull costs accuracy, so where the vectors sit is not arbitrary.")  # fmt: skip
 
