@@ -308,20 +308,51 @@ def report(dirs, fmt, output, title):
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", default=None, help="Split to re-score on (default dev, else the run's selection split).")
 @click.option("--max-eval", type=int, default=None, help="At most N examples (default: as many as the run selected on).")
-@click.option("--top-k", default=5, show_default=True, type=int, help="Nearest tokens shown per soft vector.")
+@click.option("--top-k", default=5, show_default=True, type=int, help="Nearest tokens (and lens tokens) shown per soft vector.")
 @click.option("--batch-size", default=16, show_default=True, type=int)
 @click.option("--device", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
-@click.option("--no-write", is_flag=True, help="Do not write RUN_DIR/inspect.json.")
-def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no_write):
-    """Show a run's prompt: soft vectors' nearest tokens and norms, and the score of the projected prompt (each
-    vector replaced by its nearest token) against the soft one; for hard prompts, the text and token ids."""
-    from promptopt.interpret.inspection import inspect_run, render_text
+@click.option("--no-write", is_flag=True, help="Do not write RUN_DIR/inspect.json (and RUN_DIR/readable_prompt/).")
+@click.option("--no-ablate", is_flag=True, help="Skip per-vector ablation.")
+@click.option("--ablation", "ablation_modes", default="remove,mean", show_default=True,
+              help="Ablation modes: remove (take the vector out) and/or mean (replace it by the mean embedding).")
+@click.option("--no-lens", is_flag=True, help="Skip the logit lens.")
+@click.option("--lens-layers", default=None, help="Comma-separated layers for the lens (default: first, middle, last).")
+@click.option("--no-distill", is_flag=True, help="Skip the readable prompt's word-token search.")
+@click.option("--distill-steps", type=int, default=None, help="Positions the search tries (default: each once).")
+@click.option("--distill-candidates", type=int, default=8, show_default=True, help="Candidate tokens per step.")
+@click.option("--distill-train", type=int, default=64, show_default=True, help="Training examples distilled on.")
+@click.option("--no-describe", is_flag=True, help="Skip the self-description probe.")
+@click.option("--wayward", is_flag=True, help="Waywardness check: retrain with a pull towards an unrelated text.")
+@click.option("--wayward-text", default=None, help="The unrelated text (default: a pangram).")
+@click.option("--wayward-lambda", type=float, default=1.0, show_default=True, help="Weight of the pull.")
+@click.option("--wayward-steps", type=int, default=None, help="Training steps of the check (default: the run's).")
+@click.option("--eval-split", default=None, help="Also score soft, projected and readable prompts on this split.")
+def inspect_cmd(run_dir, split, max_eval, top_k, batch_size, device, as_json, no_write, no_ablate, ablation_modes,
+                no_lens, lens_layers, no_distill, distill_steps, distill_candidates, distill_train, no_describe,
+                wayward, wayward_text, wayward_lambda, wayward_steps, eval_split):  # fmt: skip
+    """Read a run's prompt: soft vectors' nearest tokens and norms, a logit lens at each soft position, per-vector
+    ablation, the projected prompt (each vector replaced by its nearest token) and a readable prompt distilled from
+    it, scored against the soft one; a self-description probe and optionally a waywardness check. For hard prompts,
+    the text and token ids."""
+    from promptopt.interpret.inspection import InspectOptions, inspect_run, render_text
+    from promptopt.interpret.wayward import DEFAULT_TEXT
 
     if top_k < 1:
         raise PromptoptError(f"--top-k must be >= 1, got {top_k}")
+    try:
+        layers = [int(x) for x in lens_layers.split(",") if x.strip()] if lens_layers else None
+    except ValueError:
+        raise PromptoptError(f"--lens-layers {lens_layers!r}: give comma-separated integers") from None
+    modes = tuple(m.strip() for m in ablation_modes.split(",") if m.strip())
+    options = InspectOptions(ablate=not no_ablate, ablation_modes=modes, lens=not no_lens, lens_layers=layers,
+                             distill=not no_distill,
+                             distill_steps=distill_steps, distill_candidates=distill_candidates,
+                             distill_train=distill_train, describe=not no_describe, wayward=wayward,
+                             wayward_text=wayward_text or DEFAULT_TEXT, wayward_lambda=wayward_lambda,
+                             wayward_steps=wayward_steps, eval_split=eval_split)  # fmt: skip
     result = inspect_run(run_dir, split=split, max_eval=max_eval, top_k=top_k, batch_size=batch_size, device=device,
-                         write=not no_write)  # fmt: skip
+                         write=not no_write, options=options)  # fmt: skip
     click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False) if as_json else render_text(result))
 
 

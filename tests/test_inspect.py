@@ -100,3 +100,84 @@ def test_inspect_command_prints_nearest_tokens_and_the_gap(tmp_path, tiny_lms, t
     assert (run_dir / "inspect.json").exists()
     bad = CliRunner().invoke(cli, ["inspect", str(tmp_path)])
     assert bad.exit_code == 2 and "not a run directory" in bad.output
+
+
+def test_full_inspection_round_trips_through_json_and_saves_the_readable_prompt(tmp_path, tiny_lms, reviews_task):
+    from promptopt.interpret.inspection import INSPECT_SCHEMA_VERSION, InspectOptions
+
+    lm = tiny_lms["causal"]
+    run_dir = write_run_dir(tmp_path, lm, lm.name)
+    write_json(run_dir / "config.json", {**read_json(run_dir / "config.json"),
+                                         "train": {"steps": 2, "batch_size": 4, "lr": 0.01, "eval_every": 0}})  # fmt: skip
+    options = InspectOptions(distill_steps=2, distill_candidates=4, distill_train=8, wayward=True, wayward_steps=2,
+                             eval_split="test")  # fmt: skip
+    result = inspect_run(run_dir, lm=lm, options=options)
+    assert result.schema_version == INSPECT_SCHEMA_VERSION == 2
+    assert len(result.ablations) == 3 * 2 and {a.mode for a in result.ablations} == {"remove", "mean"}
+    assert {(r.index, r.layer) for r in result.lens} == {(i, layer) for i in range(3) for layer in (1, 2)}
+    assert result.readable is not None and result.readable.score >= result.projected_score
+    assert result.wayward is not None and result.wayward.steps == 2 and result.wayward.sentence
+    assert isinstance(result.self_description, str)
+    assert result.eval_split == "test" and result.eval_n == 60 and set(result.eval_scores) == {"soft", "projected", "readable"}
+    stored = read_json(run_dir / "inspect.json")
+    assert Inspection.from_json(stored) == result
+    assert Inspection.from_json(result.to_json()).to_json() == stored
+    readable = Prompt.load(run_dir / "readable_prompt")
+    assert not readable.segments_of(SegmentKind.VECTORS) and readable.text(lm.tokenizer) == result.readable.text
+    assert Scorer(lm, reviews_task).evaluate(readable, reviews_task.load_split("test")).score == result.eval_scores["readable"]
+
+
+def test_version_one_records_are_read_and_unknown_versions_refused(tmp_path, tiny_lms):
+    from promptopt.errors import PromptoptError
+
+    lm = tiny_lms["causal"]
+    old = inspect_prompt(soft_prompt_from_tokens(lm, [7, 8, 9]), lm).to_json()
+    for key in ("ablations", "lens", "lens_n", "readable", "self_description", "wayward", "eval_split", "eval_n",
+                "eval_scores", "notes"):  # fmt: skip
+        old.pop(key)
+    old["schema_version"] = 1
+    read = Inspection.from_json(old)
+    assert read.schema_version == 1 and read.ablations == [] and read.readable is None and read.segments[0].vectors
+    with pytest.raises(PromptoptError, match="not a promptopt inspection"):
+        Inspection.from_json({**old, "schema_version": 3})
+
+
+def test_inspect_command_options_and_json(tmp_path, tiny_lms, tiny_model_dirs):
+    from click.testing import CliRunner
+
+    from promptopt.cli import cli
+
+    run_dir = write_run_dir(tmp_path, tiny_lms["causal"], str(tiny_model_dirs["causal"]))
+    args = ["inspect", str(run_dir), "--device", "cpu", "--distill-steps", "1", "--distill-train", "8"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    for words in ("lens L1", "ablation (remove)", "ablation (mean)", "readable:", "remaining gap", "self-description"):
+        assert words in result.output
+    as_json = CliRunner().invoke(cli, [*args, "--json", "--no-ablate", "--no-lens", "--no-distill", "--no-describe"])
+    assert as_json.exit_code == 0, as_json.output
+    obj = __import__("json").loads(as_json.stdout)
+    assert obj["ablations"] == [] and obj["lens"] == [] and obj["readable"] is None and obj["self_description"] is None
+    bad = CliRunner().invoke(cli, [*args, "--lens-layers", "1,x"])
+    assert bad.exit_code == 2 and "--lens-layers" in bad.output
+    bad = CliRunner().invoke(cli, [*args, "--ablation", "zero"])
+    assert bad.exit_code == 2 and "ablation_modes" in bad.output
+    one = CliRunner().invoke(cli, [*args, "--json", "--ablation", "mean", "--no-distill"])
+    assert {a["mode"] for a in __import__("json").loads(one.stdout)["ablations"]} == {"mean"}
+    bad = CliRunner().invoke(cli, [*args, "--lens-layers", "9"])
+    assert bad.exit_code == 2 and "not in 0..2" in bad.output
+
+
+def test_a_ptuning_run_is_inspected_like_a_soft_one(tmp_path, tiny_lms, reviews_task):
+    """P-tuning saves the encoder's output as plain vectors: two soft segments (around the input), each inspected."""
+    import promptopt
+    from promptopt.interpret.inspection import InspectOptions
+
+    lm = tiny_lms["causal"]
+    promptopt.run(method="ptuning", task=str(reviews_task.path), lm=lm, max_train=16, max_eval=8, progress=False,
+                  output=str(tmp_path / "run"), method_options={"n_tokens": 4},
+                  train={"steps": 2, "batch_size": 4, "lr": 0.01, "eval_every": 0, "checkpoint_every": 0})  # fmt: skip
+    result = inspect_run(tmp_path / "run", lm=lm, options=InspectOptions(distill_steps=1, distill_train=8))
+    assert [s.name for s in result.segments if s.kind == "vectors"] == ["p0", "p1"]
+    assert {(a.segment, a.index) for a in result.ablations} == {(n, i) for n in ("p0", "p1") for i in range(2)}
+    assert {(r.segment, r.index) for r in result.lens} == {(n, i) for n in ("p0", "p1") for i in range(2)}
+    assert set(result.readable.tokens) == {"p0", "p1"} and result.readable.score >= result.projected_score

@@ -193,33 +193,66 @@ def _inspection(board: Leaderboard) -> list[str]:
     if soft:
         out.append('<p class="note">Each soft vector is replaced by its nearest vocabulary token (cosine similarity); '
                    "the resulting <i>projected</i> prompt is re-scored on the split named. The gap between the soft "
-                   "and projected scores says how faithful the readable version is. Norms are compared with the "
-                   "mean norm of the model's token embeddings.</p>")  # fmt: skip
+                   "and projected scores says how faithful the readable version is. The <i>readable</i> prompt is "
+                   "the projection after a short word-token search towards the soft prompt's own predictions on "
+                   "training data (kept only if it scores at least as well as the projection). Norms are compared "
+                   "with the mean norm of the model's token embeddings.</p>")  # fmt: skip
         rows = []
         for r, s in soft:
+            readable = s["readable"] or {}
             rows.append("<tr>" + "".join([
                 _cell(esc(r.task)), _cell(esc(r.method)), _cell(r.seed, "num"), _cell(s["vectors"], "num"),
                 _cell(f"{esc(fmt.number(s['mean_norm'], 2))} ({esc(fmt.number(s['embedding_norm'], 2))})", "num"),
                 _cell(f"{esc(s['split'] or '–')} ({s['n']})"), _cell(esc(fmt.percent(s["soft_score"])), "num"),
                 _cell(esc(fmt.percent(s["projected_score"])), "num"), _cell(esc(fmt.number(s["gap_points"])), "num"),
-                _cell(f"<span class=prompt>{esc(s['projected_text'] or '')}</span>")]) + "</tr>")  # fmt: skip
+                _cell(esc(fmt.percent(readable.get("score"))), "num"),
+                _cell(esc(fmt.number(readable.get("gap_points"))), "num"),
+                _cell(f"<span class=prompt>{esc(s['projected_text'] or '')}</span>"),
+                _cell(f"<span class=prompt>{esc(readable.get('text') or '')}</span>")]) + "</tr>")  # fmt: skip
         out.append(_table([("Task", ""), ("Method", ""), ("Seed", "num"), ("Vectors", "num"),
                            ("Mean norm (vocab mean)", "num"), ("Split (n)", ""), ("Soft (%)", "num"),
-                           ("Projected (%)", "num"), ("Gap (points)", "num"), ("Projected prompt", "")], rows))  # fmt: skip
+                           ("Projected (%)", "num"), ("Gap (points)", "num"), ("Readable (%)", "num"),
+                           ("Readable gap (points)", "num"), ("Projected prompt", ""), ("Readable prompt", "")],
+                          rows))  # fmt: skip
         for i, (r, s) in enumerate(soft):
+            drops = {(a["segment"], a["index"], mode): a["drop"] for mode, rows in s["ranking"].items() for a in rows}
+            modes = list(s["ranking"])
             vrows = []
             for seg in s["segments"]:
                 for v in seg["vectors"]:
                     near = " ".join(f"<span class=prompt>{esc(repr(n['token']))}</span>&nbsp;{n['cosine']:.2f}"
                                     for n in v["nearest"])  # fmt: skip
+                    read = "<br>".join(f"L{lr['layer']}: " + " ".join(
+                        f"<span class=prompt>{esc(repr(t['token']))}</span>&nbsp;{t['prob']:.2f}" for t in lr["top"][:3])
+                        for lr in s["lens"].get((seg["name"], v["index"]), []))  # fmt: skip
+                    cut = [_cell(esc(fmt.number(100 * drops[seg["name"], v["index"], m]))
+                                 if (seg["name"], v["index"], m) in drops else "–", "num") for m in modes]  # fmt: skip
                     norm = f"{v['norm']:.2f}"
                     vrows.append(f"<tr>{_cell(esc(seg['name']))}{_cell(v['index'], 'num')}{_cell(norm, 'num')}"
-                                 f"{_cell(near)}</tr>")  # fmt: skip
+                                 f"{''.join(cut)}{_cell(near)}{_cell(read or '–')}</tr>")  # fmt: skip
             opened = " open" if i == 0 else ""  # the first one shows what the others hold
+            extra = []
+            for mode, rows in s["ranking"].items():
+                top = ", ".join(f"{esc(a['segment'])}[{a['index']}] {esc(fmt.number(100 * a['drop']))}" for a in rows[:5])
+                extra.append(f"<p>Largest drops when a vector is ablated ({esc(mode)}), in points: {top}</p>")
+            if s["eval"]:
+                scores = ", ".join(f"{esc(k)} {esc(fmt.percent(v))}%" for k, v in s["eval"].items())
+                extra.append(f"<p>On {esc(s['eval_split'] or '–')} (n={s['eval_n']}): {scores}</p>")
+            if s["self_description"] is not None:
+                extra.append(f"<p>Self-description (anecdotal): <span class=prompt>[vectors] means:"
+                             f"{esc(s['self_description'])}</span></p>")  # fmt: skip
+            if s["wayward"]:
+                w = s["wayward"]
+                extra.append(f"<p>Waywardness (lambda {esc(w['lam'])}, {w['steps']} steps): soft "
+                             f"{esc(fmt.percent(w['soft_score']))}%, pulled to the text "
+                             f"{esc(fmt.percent(w['wayward_score']))}%. {esc(w['sentence'])}</p>")  # fmt: skip
+            extra += [f"<p>Note: {esc(n)}</p>" for n in s["notes"]]
+            header = [("Segment", ""), ("Vector", "num"), ("Norm", "num"),
+                      *((f"Drop, {m} (points)", "num") for m in modes), ("Nearest tokens (cosine)", ""),
+                      ("Logit lens (prob)", "")]  # fmt: skip
             out.append(f"<details{opened}><summary>{esc(r.method)} · {esc(r.task)} · seed {r.seed} ({esc(r.model)}): nearest "
-                       f"tokens of each vector</summary>"
-                       + _table([("Segment", ""), ("Vector", "num"), ("Norm", "num"), ("Nearest tokens (cosine)", "")],
-                                vrows) + "</details>")  # fmt: skip
+                       f"tokens of each vector, its ablation and its logit lens</summary>"
+                       + _table(header, vrows) + "".join(extra) + "</details>")  # fmt: skip
     if hard:
         rows = []
         for r, segs in hard:

@@ -148,27 +148,63 @@ def _inspection_lines(board: Leaderboard) -> list[str]:
         return []
     lines = ["## Trained prompts, inspected", ""]
     if soft:
+        distilled = any(s["readable"] for _, s in soft)  # records without a readable prompt (v1) render as before
         lines += [
             "Each soft vector replaced by its nearest vocabulary token (cosine similarity) gives the *projected* prompt, "
-            "re-scored on the split named; the gap between the two scores says how faithful the readable version is.",
+            "re-scored on the split named; the gap between the two scores says how faithful the readable version is."
+            + (" The *readable* prompt is the projection after a short word-token search towards the soft prompt's "
+               "own predictions on training data, kept only if it scores at least as well as the projection."
+               if distilled else ""),
             "",
-        ]
-        lines += _table(["Model", "Task", "Method", "Seed", "Vectors", "Mean norm (vocab mean)", "Split (n)",
-                         "Soft (%)", "Projected (%)", "Gap (points)", "Projected prompt"],
-                        [[md(r.model), md(r.task), md(r.method), str(r.seed), str(s["vectors"]),
-                          f"{fmt.number(s['mean_norm'], 2)} ({fmt.number(s['embedding_norm'], 2)})",
-                          f"{md(s['split'] or '–')} ({s['n']})", fmt.percent(s["soft_score"]),
-                          fmt.percent(s["projected_score"]), fmt.number(s["gap_points"]),
-                          md(fmt.one_line(s["projected_text"] or ""))] for r, s in soft])  # fmt: skip
+        ]  # fmt: skip
+        header = ["Model", "Task", "Method", "Seed", "Vectors", "Mean norm (vocab mean)", "Split (n)", "Soft (%)",
+                  "Projected (%)", "Gap (points)"] + (["Readable (%)", "Readable gap (points)"] if distilled else [])
+        header += ["Projected prompt"] + (["Readable prompt"] if distilled else [])
+        rows = []
+        for r, s in soft:
+            readable = s["readable"] or {}
+            row = [md(r.model), md(r.task), md(r.method), str(r.seed), str(s["vectors"]),
+                   f"{fmt.number(s['mean_norm'], 2)} ({fmt.number(s['embedding_norm'], 2)})",
+                   f"{md(s['split'] or '–')} ({s['n']})", fmt.percent(s["soft_score"]),
+                   fmt.percent(s["projected_score"]), fmt.number(s["gap_points"])]  # fmt: skip
+            if distilled:
+                row += [fmt.percent(readable.get("score")), fmt.number(readable.get("gap_points"))]
+            row.append(md(fmt.one_line(s["projected_text"] or "")))
+            if distilled:
+                row.append(md(fmt.one_line(readable.get("text") or "")))
+            rows.append(row)
+        lines += _table(header, rows)
         lines.append("")
         for r, s in soft:
-            lines += [f"<details><summary>{md(r.method)} · {md(r.task)} · seed {r.seed}: nearest tokens per vector"
+            what = ", with ablation and logit lens" if s["ranking"] or s["lens"] else ""
+            lines += [f"<details><summary>{md(r.method)} · {md(r.task)} · seed {r.seed}: nearest tokens per vector{what}"
                       "</summary>", ""]  # fmt: skip
+            drops = {(a["segment"], a["index"], mode): a["drop"] for mode, rows in s["ranking"].items() for a in rows}
             for seg in s["segments"]:
                 for v in seg["vectors"]:
                     near = ", ".join(f"{md(repr(n['token']))} {n['cosine']:.2f}" for n in v["nearest"])
-                    lines.append(f"- {md(seg['name'])}[{v['index']}] norm {v['norm']:.2f}: {near}")
-            lines += ["", "</details>", ""]
+                    cut = "".join(f"; drop ({mode}) {fmt.number(100 * drops[seg['name'], v['index'], mode])}"
+                                  for mode in s["ranking"] if (seg["name"], v["index"], mode) in drops)  # fmt: skip
+                    lines.append(f"- {md(seg['name'])}[{v['index']}] norm {v['norm']:.2f}: {near}{cut}")
+                    for lr in s["lens"].get((seg["name"], v["index"]), []):
+                        read = ", ".join(f"{md(repr(t['token']))} {t['prob']:.2f}" for t in lr["top"][:3])
+                        lines.append(f"  - lens L{lr['layer']}: {read}")
+            lines.append("")
+            for mode, rows in s["ranking"].items():
+                top = ", ".join(f"{md(a['segment'])}[{a['index']}] {fmt.number(100 * a['drop'])}" for a in rows[:5])
+                lines.append(f"Largest drops when a vector is ablated ({md(mode)}), in points: {top}")
+                lines.append("")
+            if s["eval"]:
+                scores = ", ".join(f"{md(k)} {fmt.percent(v)}%" for k, v in s["eval"].items())
+                lines += [f"On {md(s['eval_split'] or '–')} (n={s['eval_n']}): {scores}", ""]
+            if s["self_description"] is not None:
+                lines += [f"Self-description (anecdotal): [vectors] means:{md(fmt.one_line(s['self_description']))}", ""]
+            if s["wayward"]:
+                w = s["wayward"]
+                lines += [f"Waywardness (lambda {w['lam']}, {w['steps']} steps): soft {fmt.percent(w['soft_score'])}%, "
+                          f"pulled to the text {fmt.percent(w['wayward_score'])}%. {md(w['sentence'])}", ""]  # fmt: skip
+            lines += [f"Note: {md(n)}" for n in s["notes"]] + ([""] if s["notes"] else [])
+            lines += ["</details>", ""]
     if hard:
         lines += _table(["Model", "Task", "Method", "Seed", "Token segments (text = ids)"],
                         [[md(r.model), md(r.task), md(r.method), str(r.seed),
