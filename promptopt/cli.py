@@ -306,7 +306,9 @@ def report(dirs, fmt, output, title):
 
 @cli.command("inspect")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--split", default=None, help="Split to re-score on (default dev, else the run's selection split).")
+@click.option("--split", default=None,
+              help="Split to re-score and choose the readable prompt on (default: the run's selection split; never "
+                   "its reported split).")
 @click.option("--max-eval", type=int, default=None, help="At most N examples (default: as many as the run selected on).")
 @click.option("--top-k", default=5, show_default=True, type=int, help="Nearest tokens (and lens tokens) shown per soft vector.")
 @click.option("--batch-size", default=16, show_default=True, type=int)

@@ -181,3 +181,15 @@ def test_a_ptuning_run_is_inspected_like_a_soft_one(tmp_path, tiny_lms, reviews_
     assert {(a.segment, a.index) for a in result.ablations} == {(n, i) for n in ("p0", "p1") for i in range(2)}
     assert {(r.segment, r.index) for r in result.lens} == {(n, i) for n in ("p0", "p1") for i in range(2)}
     assert set(result.readable.tokens) == {"p0", "p1"} and result.readable.score >= result.projected_score
+
+
+def test_the_readable_prompt_is_never_chosen_on_the_reported_split(tiny_lms, tmp_path, reviews_task):
+    import promptopt
+    from promptopt.errors import ConfigError
+
+    out = tmp_path / "run"
+    promptopt.run(method="soft", task=str(reviews_task.path), lm=tiny_lms["causal"], output=str(out), max_train=8,
+                  max_eval=4, eval_split="dev", select_split="holdout:8", progress=False,
+                  train={"steps": 1, "batch_size": 4}, method_options={"n_tokens": 2})  # fmt: skip
+    with pytest.raises(ConfigError, match="is the run's reported split"):
+        inspect_run(out, lm=tiny_lms["causal"], split="dev", write=False)

@@ -31,7 +31,7 @@ from promptopt.data.prompt import Prompt, Segment, SegmentKind
 from promptopt.data.tasks import Example, TaskKind
 from promptopt.engine.model import LoadedModel, load_model
 from promptopt.engine.scoring import Scorer
-from promptopt.errors import PromptoptError
+from promptopt.errors import ConfigError, PromptoptError
 from promptopt.interpret.ablation import ABLATIONS, VectorAblation, ablate_vectors, ranking
 from promptopt.interpret.distill import Readable, distill, readable_prompt, self_description
 from promptopt.interpret.lens import LensReading, LensToken, logit_lens
@@ -375,6 +375,11 @@ def inspect_run(run_dir: str | Path, lm: LoadedModel | None = None, split: str |
     seed = int(config.get("seed", 0))
     if prompt.segments_of(SegmentKind.VECTORS):
         task = get_task(config.get("task_spec") or config["task"], pm)
+        reported = (config.get("data") or {}).get("eval_split")
+        if split is not None and split == reported and (options.distill or options.wayward):
+            raise ConfigError(f"--split {split} is the run's reported split: the readable prompt is chosen (and the "
+                              "waywardness check compared) on the re-scoring split, so it must be another one; "
+                              f"use --eval-split {split} to score the prompts there")  # fmt: skip
         split, examples = rescoring_examples(task, config, split, max_eval)
         scorer = Scorer(lm, task, batch_size=batch_size, padding_side=config.get("padding_side"))
         if options.distill or options.wayward:
