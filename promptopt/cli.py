@@ -40,15 +40,7 @@ def cli(plugins, verbose):
         reset_plugin_manager(make_plugin_manager(allow=plugins))
 
 
-def _train_options(func):
-    """One ``--flag`` per TrainConfig field, with its help text from the field's metadata."""
-    from promptopt.engine.train import TrainConfig
-
-    for name, type_name, default, help_text in reversed(cfg.field_help(TrainConfig)):
-        flag = "--" + name.replace("_", "-")
-        func = click.option(flag, f"train_{name}", default=None, help=f"[training] {help_text} (default {default})",
-                            metavar=type_name.upper())(func)  # fmt: skip
-    return func
+_train_options = cfg.train_flags
 
 
 def _load_templates(template, templates_file):

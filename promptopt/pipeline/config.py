@@ -187,3 +187,16 @@ def from_click(cls, values: dict) -> dict:
         elif key in known:
             out[key] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def train_flags(func):
+    """A decorator adding one ``--flag`` per :class:`~promptopt.engine.train.TrainConfig` field (value ``None``
+    when not given, named ``train_<field>``), help from the field's metadata."""
+    import click
+
+    from promptopt.engine.train import TrainConfig
+
+    for name, type_name, default, help_text in reversed(field_help(TrainConfig)):
+        func = click.option("--" + name.replace("_", "-"), f"train_{name}", default=None, metavar=type_name.upper(),
+                            help=f"[training] {help_text} (default {default})")(func)  # fmt: skip
+    return func

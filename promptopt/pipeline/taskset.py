@@ -41,7 +41,7 @@ class TaskSetOptions:
 
     tasks: list[str] = field(default_factory=list, metadata={"help": "task names or spec files, in order"})
     model: str | None = field(default=None, metadata={"help": "HF model id or local path; default: embedded SmolLM2"})
-    model_kind: str | None = field(default=None, metadata={"help": "causal or masked (default: detected)"})
+    model_kind: str | None = field(default=None, metadata={"help": "causal or masked (default: detected)", "choices": ["causal", "masked"]})  # fmt: skip
     seed: int = field(default=0, metadata={"help": "seed for sampling and training"})
     output: str | None = field(default=None, metadata={"help": "run directory"})
     max_train: int | None = field(default=None, metadata={"help": "sample at most N training examples per task"})
@@ -50,16 +50,16 @@ class TaskSetOptions:
     select_split: str | None = field(default=None, metadata={"help": "dev, train or holdout:N (default per task: dev, else holdout:200)"})  # fmt: skip
     eval_split: str | None = field(default=None, metadata={"help": "split reported (default per task: test, else dev)"})
     templates: dict = field(default_factory=dict, metadata={"help": "task name -> template (default: its first)"})
-    batch_size: int = field(default=16, metadata={"help": "evaluation batch size"})
+    batch_size: int = field(default=16, metadata={"help": "evaluation batch size", "flag": "--eval-batch-size"})
     device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on GPU)"})
-    padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)"})
-    select: bool = field(default=True, metadata={"help": "keep the step that scores best on the selection splits (off: keep the last step and skip selection scoring)"})  # fmt: skip
+    padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)", "choices": ["left", "right"]})  # fmt: skip
+    select: bool = field(default=True, metadata={"help": "keep the step that scores best on the selection splits (off: keep the last step and skip selection scoring)", "no_help": "keep the last step; no scoring on the selection splits"})  # fmt: skip
     method_options: dict = field(default_factory=dict, metadata={"help": "method config values (-o KEY=VALUE)"})
     train: dict = field(default_factory=dict, metadata={"help": "training loop options (TrainConfig fields)"})
     resume: bool = field(default=False, metadata={"help": "continue an interrupted run in the same directory"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in the same directory"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars", "no_help": "no progress bars"})
 
     def __post_init__(self):
         if isinstance(self.tasks, str):
@@ -256,49 +256,23 @@ def task_dir_name(name: str) -> str:
 
 
 def taskset_options(func):
-    """Add the flags of :class:`TaskSetOptions` (and one per :class:`TrainConfig` field) to a click command."""
+    """Add the flags of :class:`TaskSetOptions` (generated from its fields' metadata, so the help cannot drift) and
+    one per :class:`TrainConfig` field to a click command; ``resume`` is the command's own."""
     import click
 
-    for name, type_name, default, help_text in reversed(cfg.field_help(TrainConfig)):
-        func = click.option("--" + name.replace("_", "-"), f"train_{name}", default=None, metavar=type_name.upper(),
-                            help=f"[training] {help_text} (default {default})")(func)  # fmt: skip
-    decorators = [
-        click.option("--tasks", required=True, help="Comma-separated task names (see 'promptopt tasks') or spec files."),  # fmt: skip
-        click.option("--model", default=None, help="HF model id or local path (default: embedded SmolLM2-135M-Instruct)."),  # fmt: skip
-        click.option("--model-kind", type=click.Choice(["causal", "masked"]), default=None, help="Override detection."),
-        click.option("--seed", default=0, show_default=True, type=int),
-        click.option("--output", default=None, help="Run directory."),
-        click.option("--max-train", type=int, default=None, help="Sample at most N training examples per task."),
-        click.option("--shots", type=int, default=None, help="Sample N training examples per class, per task."),
-        click.option("--max-eval", type=int, default=None, help="Sample at most N selection and evaluation examples per task."),  # fmt: skip
-        click.option("--select-split", default=None, help="dev, train, or holdout:N (default per task: dev, else holdout:200)."),  # fmt: skip
-        click.option("--eval-split", default=None, help="Split reported (default per task: test, else dev)."),
-        click.option("-t", "--template", "templates", multiple=True, help="TASK=TEMPLATE (default: the task's first template)."),  # fmt: skip
-        click.option("-o", "--option", "options", multiple=True, help="Method option KEY=VALUE."),
-        click.option("--eval-batch-size", "batch_size", default=16, show_default=True, type=int, help="Evaluation batch size."),  # fmt: skip
-        click.option("--device", default=None, help="cuda, mps or cpu (default: best available)."),
-        click.option("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32)."),
-        click.option("--padding-side", type=click.Choice(["left", "right"]), default=None),
-        click.option("--no-select", is_flag=True, help="Keep the last step; no scoring on the selection splits."),
-        click.option("--overwrite", is_flag=True, help="Replace a finished run in the same directory."),
-        click.option("--no-progress", is_flag=True, help="No progress bars."),
-    ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    func = cfg.train_flags(func)
+    func = click.option("-o", "--option", "options", multiple=True, help="Method option KEY=VALUE.")(func)
+    func = click.option("-t", "--template", "templates", multiple=True,
+                        help="TASK=TEMPLATE (default: the task's first template).")(func)  # fmt: skip
+    func = cfg.click_options(TaskSetOptions, exclude=("tasks", "templates", "resume"))(func)
+    return click.option("--tasks", required=True, help="Comma-separated task names (see 'promptopt tasks') or spec files.")(func)  # fmt: skip
 
 
 def options_from_cli(kwargs: dict, **extra) -> TaskSetOptions:
     """:class:`TaskSetOptions` from the values of the flags :func:`taskset_options` added (``kwargs`` is consumed)."""
     train = {k[len("train_"):]: kwargs.pop(k) for k in list(kwargs) if k.startswith("train_")}
     templates = cfg.parse_pairs(kwargs.pop("templates"))
-    return TaskSetOptions(
-        tasks=kwargs.pop("tasks"), model=kwargs.pop("model"), model_kind=kwargs.pop("model_kind"),
-        seed=kwargs.pop("seed"), output=kwargs.pop("output"), max_train=kwargs.pop("max_train"),
-        shots=kwargs.pop("shots"), max_eval=kwargs.pop("max_eval"), select_split=kwargs.pop("select_split"),
-        eval_split=kwargs.pop("eval_split"), templates=templates, batch_size=kwargs.pop("batch_size"),
-        device=kwargs.pop("device"), dtype=kwargs.pop("dtype"), padding_side=kwargs.pop("padding_side"),
-        select=not kwargs.pop("no_select"), method_options=cfg.parse_pairs(kwargs.pop("options")),
-        train={k: v for k, v in train.items() if v is not None}, overwrite=kwargs.pop("overwrite"),
-        progress=not kwargs.pop("no_progress"), **extra,
-    )  # fmt: skip
+    method_options = cfg.parse_pairs(kwargs.pop("options"))
+    values = cfg.from_click(TaskSetOptions, {k: kwargs.pop(k) for k in list(kwargs)})
+    return TaskSetOptions(**values, templates=templates, method_options=method_options,
+                          train={k: v for k, v in train.items() if v is not None}, **extra)  # fmt: skip
