@@ -59,6 +59,7 @@ from promptopt import hookimpl
 from promptopt.sdk import (
     ConfigError,
     Prompt,
+    ResumableState,
     PromptoptError,
     PromptVectors,
     SoftPromptInit,
@@ -230,15 +231,13 @@ def run_continual(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     opts = dataclasses.replace(opts or TaskSetOptions(tasks=kwargs.get("tasks", [])), **kwargs)
     config = cfg.build(ContinualConfig, opts.method_options)
     train_config = cfg.build(TrainConfig, opts.train)
-    if opts.resume:
-        raise ConfigError("continual runs cannot be resumed yet; start a new run (--overwrite)")
     out = Path(opts.output) if opts.output else Path("runs") / f"continual-{config.strategy.value}-{'+'.join(opts.tasks)}-s{opts.seed}"  # fmt: skip
     if not opts.overwrite and (out / SUMMARY_FILE).exists() and read_json(out / SUMMARY_FILE).get("complete"):
         # finished by a promptopt that wrote no result.json
         raise PromptoptError(f"{out} holds a finished run; pass --overwrite to replace it or --output elsewhere")
-    session = RunSession(out, overwrite=opts.overwrite)
+    session = RunSession(out, overwrite=opts.overwrite, resume=opts.resume)
     out = session.out
-    if (out / SUMMARY_FILE).exists():  # an unfinished earlier run: its stages would mix with these
+    if (out / SUMMARY_FILE).exists() and not opts.resume:  # an unfinished earlier run: its stages would mix with these
         (out / SUMMARY_FILE).unlink()
     torch.manual_seed(opts.seed)
     random.seed(opts.seed)
@@ -284,14 +283,27 @@ def _learn(run, tasks: list[TaskData], config: ContinualConfig, train_config: Tr
     first = segment(0) if plan.progressive else "p0"
     start_values = {first: plan.initial(0)}
     eval_seconds = 0.0
-    for j in range(n_tasks):  # b_j: the untrained first prompt in front of each task's template
-        result = evaluate(j, tasks[j].prompt([(first, plan.n)], start_values), "initial")
-        summary["initial"].append(result.score)
-        eval_seconds += result.seconds
-    if not plan.progressive:
-        values["p0"] = plan.initial(0)
+    # stage-level resume: after each stage but the last, the trained vectors, the summary so far and the history's
+    # size are saved; a resumed run skips the finished stages and runs the interrupted one again from its start
+    # (each stage's training is seeded, so it ends as it would have)
+    store = ResumableState(out / "checkpoint" / "continual.json", run.options.get("fingerprint") or {})
+    saved = store.load() if run.resume else None
+    if saved is not None:
+        run.truncate_history(saved["history_bytes"])
+        summary, eval_seconds, done = saved["summary"], saved["eval_seconds"], saved["stages_done"]
+        values = {k: torch.tensor(v, dtype=torch.float32) for k, v in saved["values"].items()}
+    else:
+        done = 0
+        for j in range(n_tasks):  # b_j: the untrained first prompt in front of each task's template
+            result = evaluate(j, tasks[j].prompt([(first, plan.n)], start_values), "initial")
+            summary["initial"].append(result.score)
+            eval_seconds += result.seconds
+        if not plan.progressive:
+            values["p0"] = plan.initial(0)
     final_eval = {}
     for i, task in enumerate(tasks):
+        if i < done:
+            continue
         if plan.progressive:
             values[segment(i)] = plan.initial(i)
             params = FrozenAndNew(segment(i), values[segment(i)], {segment(k): values[segment(k)] for k in range(i)})
@@ -335,6 +347,9 @@ def _learn(run, tasks: list[TaskData], config: ContinualConfig, train_config: Tr
         })  # fmt: skip
         summary["metrics"] = continual_metrics(summary["matrix"][: i + 1], summary["initial"][: i + 1])
         write_json(out / SUMMARY_FILE, summary)
+        if i < n_tasks - 1:
+            store.save({"stages_done": i + 1, "summary": summary, "eval_seconds": eval_seconds,
+                        "values": {k: v.tolist() for k, v in values.items()}, "history_bytes": run.history_bytes()})
     prompts = {}
     for j, (p, result) in sorted(final_eval.items()):
         directory = out / "final" / task_dir_name(names[j])
@@ -366,15 +381,17 @@ def register_commands(cli):
     @cli.command("continual")
     @click.option("--strategy", type=click.Choice([s.value for s in Strategy]), default=Strategy.PROGRESSIVE.value,
                   show_default=True, help="progressive (new frozen segment per task) or sequential (one prompt).")  # fmt: skip
+    @click.option("--resume", is_flag=True, help="Continue an interrupted run: finished stages are kept, the "
+                  "interrupted one runs again (refused if the settings differ).")
     @taskset_options
-    def continual_cmd(strategy, **kwargs):
+    def continual_cmd(strategy, resume, **kwargs):
         """Learn tasks in order (--tasks a,b,c); after each, evaluate every seen task and write the accuracy matrix,
         average accuracy, backward and forward transfer to RUN/continual.json ('promptopt report RUN' shows it).
 
         Method options (-o KEY=VALUE): n_tokens, progressive_eval=own|all, init, init_text, init_range, vocab_top."""
         from promptopt.sdk import render_continual
 
-        opts = options_from_cli(kwargs)
+        opts = options_from_cli(kwargs, resume=resume)
         opts.method_options = {**opts.method_options, "strategy": strategy}
         result = run_continual(opts)
         click.echo(render_continual([result.summary], "md"), nl=False)

@@ -154,3 +154,43 @@ def test_a_continual_run_finished_before_result_json_existed_is_kept(specs, tiny
     (out / "continual.json").write_text(json.dumps({"complete": True}))
     with pytest.raises(PromptoptError, match="holds a finished run"):
         run_continual(options(specs, out), lm=tiny_lms["causal"])
+
+
+class FailAtGlobalStep:
+    promptopt_strict_hooks = True
+
+    def __init__(self, at: int):
+        self.at, self.count = at, 0
+
+    @promptopt.hookimpl
+    def training_step(self, run, step, loss, lr):
+        self.count += 1
+        if self.count == self.at:
+            raise RuntimeError("interrupted by the test")
+
+
+def test_an_interrupted_continual_run_resumes_its_stages_and_ends_as_an_uninterrupted_run(specs, tiny_lms, tmp_path):
+    import torch
+
+    from promptopt.data.prompt import Prompt
+
+    lm = tiny_lms["causal"]
+    full = run_continual(options(specs, tmp_path / "full"), lm=lm)
+    pm = make_plugin_manager(extra_plugins=[FailAtGlobalStep(at=TRAIN["steps"] + 2)])  # in the second stage
+    with pytest.raises(RuntimeError, match="interrupted by the test"):
+        run_continual(options(specs, tmp_path / "cut"), lm=lm, pm=pm)
+    assert (tmp_path / "cut" / "error.json").exists() and not (tmp_path / "cut" / "result.json").exists()
+    with pytest.raises(ConfigError, match=r"cannot resume: field seed was 0 and is now 1"):
+        run_continual(options(specs, tmp_path / "cut", resume=True, seed=1), lm=lm)
+    resumed = run_continual(options(specs, tmp_path / "cut", resume=True), lm=lm)
+    for key in ("initial", "matrix", "metrics"):
+        assert resumed.summary[key] == full.summary[key], key
+    for name in full.prompts:
+        a, b = (Prompt.load(tmp_path / d / "final" / name / "prompt").vectors for d in ("full", "cut"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    def history(d):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (tmp_path / d / "history.jsonl").read_text().splitlines()]  # fmt: skip
+
+    assert history("cut") == history("full")  # the interrupted stage's records are not there twice
