@@ -286,7 +286,7 @@ def _learn(run, tasks: list[TaskData], config: ContinualConfig, train_config: Tr
     # stage-level resume: after each stage but the last, the trained vectors, the summary so far and the history's
     # size are saved; a resumed run skips the finished stages and runs the interrupted one again from its start
     # (each stage's training is seeded, so it ends as it would have)
-    store = ResumableState(out / "checkpoint" / "continual.json", run.options.get("fingerprint") or {})
+    store = ResumableState(out / "checkpoint" / "stages.json", run.options.get("fingerprint") or {})
     saved = store.load() if run.resume else None
     if saved is not None:
         run.truncate_history(saved["history_bytes"])
