@@ -300,6 +300,8 @@ def _learn(run, tasks: list[TaskData], config: ContinualConfig, train_config: Tr
             eval_seconds += result.seconds
         if not plan.progressive:
             values["p0"] = plan.initial(0)
+        store.save({"stages_done": 0, "summary": summary, "eval_seconds": eval_seconds,
+                    "values": {k: v.tolist() for k, v in values.items()}, "history_bytes": run.history_bytes()})
     final_eval = {}
     for i, task in enumerate(tasks):
         if i < done:

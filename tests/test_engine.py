@@ -272,3 +272,18 @@ def test_overlong_inputs_are_cut_by_the_rule_counted_and_marked(tiny_lms, review
     assert result.metrics["truncated_examples"] == 1
     marks = {row["source"]: row.get("truncated_tokens") for row in result.predictions}
     assert marks == {"x:1": enc.truncated, "x:2": None}
+
+
+def test_label_words_that_are_the_same_tokens_for_the_model_are_refused(tiny_lms, reviews_task):
+    import dataclasses
+
+    from promptopt.data.prompt import Prompt
+    from promptopt.engine.scoring import Scorer
+    from promptopt.errors import PromptoptError
+
+    lm = tiny_lms["causal"]
+    # a spec cannot name one word for two labels (its parser refuses); words given otherwise (a prompt's own, or
+    # found by label search) are checked by the engine at the token level, where the collision shows
+    task = dataclasses.replace(reviews_task, label_words={"negative": ["negative", "positive"], "positive": ["positive"]})
+    with pytest.raises(PromptoptError, match=r"label words 'positive' \(label 'negative'\) and 'positive' \(label 'positive'\) are the same tokens"):
+        Scorer(lm, task).verbalizer(Prompt.from_template("Review: {text}\nSentiment:{answer}"))

@@ -206,6 +206,14 @@ class Scorer:
             labels = list(self.task.label_words)
             ws = [list(words[lab]) for lab in labels]
             ids = [[self.encoder.answer_ids(prompt, w) for w in wl] for wl in ws]
+            seen: dict[tuple, tuple[str, str]] = {}
+            for lab, wl, il in zip(labels, ws, ids):
+                for w, i in zip(wl, il):
+                    other = seen.setdefault(tuple(i), (lab, w))
+                    if other[0] != lab:  # the same tokens score both classes alike: they cannot be told apart
+                        raise PromptoptError(
+                            f"label words {other[1]!r} (label {other[0]!r}) and {w!r} (label {lab!r}) are the same "
+                            f"tokens {list(i)} for model {self.lm.name!r}; give the labels words that tokenize apart")  # fmt: skip
             verb = self._verbalizers[key] = Verbalizer(labels, ws, ids)
         return verb
 
