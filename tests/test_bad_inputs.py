@@ -165,7 +165,21 @@ def _corrupt(tmp_path):
     return directory
 
 
+def _made_for_other(tmp_path, what):
+    import json as _json
+
+    directory = _prompt_dir(tmp_path, width=32) if what == "weights" else _prompt_dir(tmp_path, ids=[5, 6])
+    meta_file = directory / "prompt.json"
+    meta = _json.loads(meta_file.read_text())
+    identity = {"weights": "sha256:" + "0" * 64} if what == "weights" else {"tokenizer": {"sha256": "f" * 64}}
+    meta.setdefault("meta", {})["model_identity"] = identity
+    meta_file.write_text(_json.dumps(meta))
+    return directory
+
+
 MODEL_CASES = {
+    "soft vectors trained on other weights": (lambda tmp: _made_for_other(tmp, "weights"), "trained on other weights"),
+    "token ids of another tokenizer": (lambda tmp: _made_for_other(tmp, "tokenizer"), "made for another tokenizer"),
     "prompt of another hidden size": (lambda tmp: _prompt_dir(tmp, width=7), "has width 7 but model"),
     "prompt with ids past the vocabulary": (lambda tmp: _prompt_dir(tmp, ids=[10**7, 1]), "outside the vocabulary"),
     "truncated vectors file": (_corrupt, "vectors.safetensors"),

@@ -235,6 +235,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         prompt.meta.setdefault("method", opts.method)
         prompt.meta.setdefault("model", lm.name)
         prompt.meta.setdefault("task", task.name)
+        prompt.meta.setdefault("model_identity", prompt_identity(lm))  # re-scoring elsewhere checks it
         prompt.save(out / "prompt")
         before = counter.snapshot()
         evaluation = ctx.evaluate(prompt, eval_examples, split="eval", progress="eval" if opts.progress else False)
@@ -289,10 +290,29 @@ def _check_counts(opts: RunOptions) -> None:
         raise ConfigError(f"--budget-flops must be > 0, got {opts.budget_flops}")
 
 
-def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where) -> None:
+def prompt_identity(lm: LoadedModel) -> dict:
+    """What a saved prompt records of the model it was made for: its weights (hash or Hub revision) and tokenizer."""
+    identity = model_identity(lm)
+    return {k: identity[k] for k in ("weights", "revision", "tokenizer") if identity.get(k) is not None}
+
+
+def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where, allow_other_model: bool = False) -> None:
     """A saved prompt for another model fails with one line: soft vectors of another width, token ids past the
-    vocabulary."""
+    vocabulary; and, where the prompt recorded the model it was made for, token ids from another tokenizer and
+    soft vectors trained on other weights (``allow_other_model`` scores those anyway, e.g. to measure transfer)."""
     made_for = prompt.meta.get("model")
+    made = prompt.meta.get("model_identity") or {}
+    if made and not allow_other_model:
+        now = prompt_identity(lm)
+        has_ids = any(getattr(s, "ids", None) is not None for s in prompt.segments)
+        if has_ids and made.get("tokenizer", {}).get("sha256") not in (None, now.get("tokenizer", {}).get("sha256")):
+            raise PromptoptError(f"{where}: its token ids were made for another tokenizer ({made_for!r}); they would "
+                                 f"mean other tokens for {lm.name!r} (pass --allow-other-model to score it anyway)")  # fmt: skip
+        for key in ("weights", "revision"):
+            if prompt.vectors and made.get(key) and now.get(key) and made[key] != now[key]:
+                raise PromptoptError(f"{where}: its soft vectors were trained on other weights ({made_for!r}, {key} "
+                                     f"{made[key][:19]}...) than {lm.name!r}'s ({now[key][:19]}...); pass "
+                                     "--allow-other-model to score them anyway")  # fmt: skip
     for name, value in prompt.vectors.items():
         if value.shape[-1] != lm.hidden_size:
             raise PromptoptError(f"{where}: soft segment {name!r} has width {value.shape[-1]} but model {lm.name!r} has "
@@ -306,7 +326,7 @@ def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where) -> None:
 
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
                     max_eval: int | None = None, seed: int = 0, batch_size: int = 16, lm: LoadedModel | None = None,
-                    device: str | None = None, progress: bool = True):  # fmt: skip
+                    device: str | None = None, progress: bool = True, allow_other_model: bool = False):  # fmt: skip
     """Re-score a saved prompt on a task split with the same engine; returns an EvalResult.
 
     ``max_eval`` samples the split as a run samples its reported split, ``seed`` playing ``--eval-seed``: with the
@@ -315,7 +335,7 @@ def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev"
     spec = get_task(task)
     prompt.check_fields(spec.inputs)
     lm = lm or load_model(model or prompt.meta.get("model"), device=device)
-    check_prompt_fits(prompt, lm, prompt_dir)
+    check_prompt_fits(prompt, lm, prompt_dir, allow_other_model)
     examples = sample(spec.load_split(split), max_eval, seed, "eval")
     return Scorer(lm, spec, batch_size=batch_size).evaluate(prompt, examples, progress=split if progress else False)
 
