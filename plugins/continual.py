@@ -288,6 +288,11 @@ def _learn(run, tasks: list[TaskData], config: ContinualConfig, train_config: Tr
     # (each stage's training is seeded, so it ends as it would have)
     store = ResumableState(out / "checkpoint" / "stages.json", run.options.get("fingerprint") or {})
     saved = store.load() if run.resume else None
+
+    def save(stages_done: int) -> None:
+        store.save({"stages_done": stages_done, "summary": summary, "eval_seconds": eval_seconds,
+                    "values": {k: v.tolist() for k, v in values.items()}, "history_bytes": run.history_bytes()})
+
     if saved is not None:
         run.truncate_history(saved["history_bytes"])
         summary, eval_seconds, done = saved["summary"], saved["eval_seconds"], saved["stages_done"]
@@ -300,8 +305,7 @@ def _learn(run, tasks: list[TaskData], config: ContinualConfig, train_config: Tr
             eval_seconds += result.seconds
         if not plan.progressive:
             values["p0"] = plan.initial(0)
-        store.save({"stages_done": 0, "summary": summary, "eval_seconds": eval_seconds,
-                    "values": {k: v.tolist() for k, v in values.items()}, "history_bytes": run.history_bytes()})
+        save(0)
     final_eval = {}
     for i, task in enumerate(tasks):
         if i < done:
@@ -350,8 +354,7 @@ def _learn(run, tasks: list[TaskData], config: ContinualConfig, train_config: Tr
         summary["metrics"] = continual_metrics(summary["matrix"][: i + 1], summary["initial"][: i + 1])
         write_json(out / SUMMARY_FILE, summary)
         if i < n_tasks - 1:
-            store.save({"stages_done": i + 1, "summary": summary, "eval_seconds": eval_seconds,
-                        "values": {k: v.tolist() for k, v in values.items()}, "history_bytes": run.history_bytes()})
+            save(i + 1)
     prompts = {}
     for j, (p, result) in sorted(final_eval.items()):
         directory = out / "final" / task_dir_name(names[j])

@@ -88,20 +88,25 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input_gives_one_line_exit_2_and_no_result(name, tmp_path):
-    text, data_name, data, args, expected = CASES[name]
-    spec_path = tmp_path / "task.toml"
+def case_command(name: str, directory: Path) -> list[str]:
+    """Write case ``name``'s spec and data into ``directory``; returns its ``promptopt`` arguments (output: ``run``)."""
+    text, data_name, data, args, _ = CASES[name]
+    spec_path = directory / "task.toml"
     (spec_path.write_bytes if isinstance(text, bytes) else spec_path.write_text)(text)
     if data_name is not None:
-        target = tmp_path / data_name
+        target = directory / data_name
         (target.write_bytes if isinstance(data, bytes) else target.write_text)(data)
-    (tmp_path / "afile").write_text("")
-    out = tmp_path / "run"
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    (directory / "afile").write_text("")
+    args = [a.replace("{tmp}", str(directory)) for a in args]
     if "--output" not in args:
-        args += ["--output", str(out)]
-    result = CliRunner().invoke(cli, ["run", "--task", str(spec_path), "--no-progress", *args])
+        args += ["--output", str(directory / "run")]
+    return ["run", "--task", str(spec_path), "--no-progress", *args]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_gives_one_line_exit_2_and_no_result(name, tmp_path):
+    expected, args, out = CASES[name][4], CASES[name][3], tmp_path / "run"
+    result = CliRunner().invoke(cli, case_command(name, tmp_path))
     message = result.output.strip()
     assert result.exit_code == 2, (result.exit_code, message, result.exc_info)
     assert "Traceback" not in message and len(message.splitlines()) == 1, message

@@ -162,40 +162,12 @@ else:
 
 
 def test_killed_with_sigkill_and_resumed_equals_the_uninterrupted_run(method, tiny_model_dirs, tmp_path):
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+    from kill_harness import history, kill_at_marker_then_resume
 
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count in both processes: identical float sums
-    args = [sys.executable, str(script), method, "", str(tmp_path), str(tiny_model_dirs["causal"]), TASK]
-    stdout, stderr = open(tmp_path / "out.txt", "w"), open(tmp_path / "err.txt", "w")  # files: a pipe could fill up
-    first = subprocess.Popen([*args[:2], method, "full", *args[4:]], stdout=stdout, stderr=stderr, text=True, env=env,
-                             cwd=REPO)  # fmt: skip
-    deadline = time.time() + 240
-    while not (tmp_path / "stalled").exists():
-        if first.poll() is not None or time.time() > deadline:
-            first.kill()
-            raise AssertionError((tmp_path / "err.txt").read_text()[-3000:] or "exited without stalling")
-        time.sleep(0.1)
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    stdout.close(), stderr.close()
-    full = json.loads((tmp_path / "out.txt").read_text().strip().splitlines()[0])
-    assert not (tmp_path / "cut" / "result.json").exists()
-    second = subprocess.run([*args[:2], method, "resume", *args[4:]], capture_output=True, text=True, env=env,
-                            cwd=REPO, timeout=240)  # fmt: skip
-    assert second.returncode == 0, second.stderr[-3000:]
-    resumed = json.loads(second.stdout.strip().splitlines()[-1])
+    tail = [str(tmp_path), str(tiny_model_dirs["causal"]), TASK]
+    full, resumed = kill_at_marker_then_resume(script, [method, "full", *tail], [method, "resume", *tail],
+                                               tmp_path / "stalled", tmp_path, killed=tmp_path / "cut")  # fmt: skip
     assert resumed == full
-
-    def history(run):  # the same records, none twice (timings aside)
-        path = tmp_path / run / "history.jsonl"
-        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        return [{k: v for k, v in r.items() if k not in ("seconds", "elapsed_seconds")} for r in rows]
-
-    assert history("cut") == history("full")
+    assert history(tmp_path / "cut" / "history.jsonl") == history(tmp_path / "full" / "history.jsonl")

@@ -3,18 +3,12 @@ the same runs, scores, vectors and history, each run finished once."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 import torch
+from kill_harness import history, kill_at_marker_then_resume
 from safetensors.torch import load_file
 
-from conftest import REPO, TINY_REVIEWS
+from conftest import TINY_REVIEWS
 
 SCRIPT = r"""
 import json, os, sys, time
@@ -61,31 +55,14 @@ else:
 def test_a_suite_killed_and_run_again_equals_the_uninterrupted_suite(at, tiny_model_dirs, tmp_path):
     script = tmp_path / "suite.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     work = tmp_path / "w"
     work.mkdir()
     tail = [str(work), str(at), str(tiny_model_dirs["causal"]), str(TINY_REVIEWS / "task.toml")]
-    log_out, log_err = open(tmp_path / "out.txt", "w"), open(tmp_path / "err.txt", "w")
-    first = subprocess.Popen([sys.executable, str(script), "full", *tail], stdout=log_out, stderr=log_err, env=env,
-                             cwd=REPO)  # fmt: skip
-    deadline = time.time() + 240
-    while not (tmp_path / "stalled").exists():
-        if first.poll() is not None or time.time() > deadline:
-            first.kill()
-            raise AssertionError((tmp_path / "err.txt").read_text()[-3000:] or "exited without stalling")
-        time.sleep(0.1)
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    log_out.close(), log_err.close()
-    full = json.loads((tmp_path / "out.txt").read_text().strip().splitlines()[0])
-    second = subprocess.run([sys.executable, str(script), "again", *tail], capture_output=True, text=True, env=env,
-                            cwd=REPO, timeout=240)  # fmt: skip
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert json.loads(second.stdout.strip().splitlines()[-1]) == full
+    full, resumed = kill_at_marker_then_resume(script, ["full", *tail], ["again", *tail], tmp_path / "stalled",
+                                               tmp_path)  # fmt: skip
+    assert resumed == full
     for seed in (0, 1):
         a, b = (next((work / d).glob(f"*/tiny-reviews/soft/seed{seed}")) for d in ("full", "cut"))
         va, vb = (load_file(str(x / "prompt" / "vectors.safetensors")) for x in (a, b))
         assert all(torch.equal(va[k], vb[k]) for k in va)
-        ha, hb = ([{k: v for k, v in json.loads(line).items() if k != "seconds"}
-                   for line in (x / "history.jsonl").read_text().splitlines()] for x in (a, b))  # fmt: skip
-        assert ha == hb
+        assert history(a / "history.jsonl") == history(b / "history.jsonl")

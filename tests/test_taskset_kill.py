@@ -3,14 +3,8 @@ uninterrupted run: the same per-task scores, final vectors and history."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
+from kill_harness import history, kill_at_marker_then_resume
 
 from conftest import REPO
 
@@ -63,32 +57,12 @@ else:
 """
 
 
-def _history(path):
-    return [{k: v for k, v in json.loads(line).items() if k not in ("seconds",)}
-            for line in path.read_text().splitlines()]  # fmt: skip
-
-
 @pytest.mark.parametrize("kind, at", [("multitask", 2), ("multitask", 5), ("continual", 3), ("continual", 8)])
 def test_killed_with_sigkill_and_resumed_equals_the_uninterrupted_run(kind, at, tiny_model_dirs, tmp_path):
     script = tmp_path / "kill.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, str(script), kind]
     tail = [str(tmp_path), str(at), str(REPO), str(tiny_model_dirs["causal"])]
-    log_out, log_err = open(tmp_path / "out.txt", "w"), open(tmp_path / "err.txt", "w")
-    first = subprocess.Popen([*args, "full", *tail], stdout=log_out, stderr=log_err, text=True, env=env, cwd=REPO)
-    deadline = time.time() + 240
-    while not (tmp_path / "stalled").exists():
-        if first.poll() is not None or time.time() > deadline:
-            first.kill()
-            raise AssertionError((tmp_path / "err.txt").read_text()[-3000:] or "exited without stalling")
-        time.sleep(0.1)
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
-    log_out.close(), log_err.close()
-    full = json.loads((tmp_path / "out.txt").read_text().strip().splitlines()[0])
-    assert not (tmp_path / "cut" / "result.json").exists()
-    second = subprocess.run([*args, "resume", *tail], capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert json.loads(second.stdout.strip().splitlines()[-1]) == full
-    assert _history(tmp_path / "cut" / "history.jsonl") == _history(tmp_path / "full" / "history.jsonl")
+    full, resumed = kill_at_marker_then_resume(script, [kind, "full", *tail], [kind, "resume", *tail],
+                                               tmp_path / "stalled", tmp_path, killed=tmp_path / "cut")  # fmt: skip
+    assert resumed == full
+    assert history(tmp_path / "cut" / "history.jsonl") == history(tmp_path / "full" / "history.jsonl")

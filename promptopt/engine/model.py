@@ -11,6 +11,7 @@ import enum
 import importlib.util
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,16 +125,10 @@ def build_once(target: Path, build, ready) -> Path:
         if ready(target):  # another process built it while this one waited
             return target
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        if tmp.exists():
-            import shutil
-
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         build(tmp)
-        if target.exists():
-            import shutil
-
-            shutil.rmtree(target)
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete copy (ready() said no)
         os.replace(tmp, target)
     return target
 

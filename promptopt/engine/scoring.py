@@ -412,8 +412,9 @@ class Scorer:
     # -- evaluation ---------------------------------------------------------------------------------------------
     def batches(self, prompt: Prompt, examples: list[Example], encoded: list[Encoded] | None = None):
         """Index batches, longest examples first, so that each batch holds examples of similar length."""
-        layout = VectorLayout.build(prompt)
-        encoded = encoded or [self.encoder.encode(prompt, ex.inputs, layout) for ex in examples]
+        if encoded is None:
+            layout = VectorLayout.build(prompt)
+            encoded = [self.encoder.encode(prompt, ex.inputs, layout) for ex in examples]
         lengths = [len(e.ids) for e in encoded]
         order = sorted(range(len(examples)), key=lambda i: -lengths[i])
         for i in range(0, len(order), self.batch_size):

@@ -318,14 +318,18 @@ def fit(
     n_params = sum(p.numel() for p in trainable)
     done = state.step >= config.steps or state.stopped_early or state.budget_spent
     flops_at_start = (compute.flops - state.flops) if compute is not None else 0.0
+
+    def save():  # the checkpoint, with what this loop spent and how long the run's history is at this point
+        state.flops = compute.flops - flops_at_start if compute is not None else 0.0
+        state.history_bytes = run.history_bytes() if hasattr(run, "history_bytes") else None
+        _save_checkpoint(ckpt, params, best_state, optimizer, scheduler, state, fingerprint)
+
     while not done:
         if compute is not None and compute.exhausted:
             state.budget_spent = True
             log.info("compute budget spent at step %d", state.step)
             if ckpt is not None and distributed.is_main():
-                state.flops = compute.flops - flops_at_start
-                state.history_bytes = run.history_bytes() if hasattr(run, "history_bytes") else None
-                _save_checkpoint(ckpt, params, best_state, optimizer, scheduler, state, fingerprint)
+                save()
             break
         params.train()
         optimizer.zero_grad(set_to_none=True)
@@ -368,9 +372,7 @@ def fit(
         done = final or state.stopped_early
         if ckpt is not None and (done or (config.checkpoint_every and state.step % config.checkpoint_every == 0)) \
                 and distributed.is_main():
-            state.flops = compute.flops - flops_at_start if compute is not None else 0.0
-            state.history_bytes = run.history_bytes() if hasattr(run, "history_bytes") else None
-            _save_checkpoint(ckpt, params, best_state, optimizer, scheduler, state, fingerprint)
+            save()
         if bar is not None:
             postfix = {"loss": f"{total:.4f}"}
             if state.best_score is not None:
