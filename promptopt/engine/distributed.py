@@ -17,6 +17,7 @@ runs, one per process.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import os
@@ -40,7 +41,18 @@ def init() -> bool:
     from accelerate import PartialState
 
     PartialState(cpu=not torch.cuda.is_available())
+    if dist.is_initialized():
+        atexit.register(_shutdown)
     return dist.is_initialized()
+
+
+def _shutdown() -> None:
+    """Take the process groups down before the interpreter does: a gloo group left to the C++ destructors at exit
+    can abort the process (``terminate called without an active exception``) after its work is done."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _group_size() -> int:

@@ -348,11 +348,15 @@ def _run_suite_shared(config, pm, on_event, load, rank: int, world: int) -> Suit
     parts = distributed.gather(result.entries, group=group)
     entries = [e for part in parts for e in part]
     if rank != 0:
+        distributed.gather(None, group=group)  # wait for the reports, so that the processes end together
         return SuiteResult(entries, result.board, {})
     with distributed.local():
         pm = pm or get_plugin_manager()
         methods = resolve_methods(config.methods, pm)
-        return _report(config, methods, [get_task(t, pm) for t in config.tasks], entries)
+        try:
+            return _report(config, methods, [get_task(t, pm) for t in config.tasks], entries)
+        finally:
+            distributed.gather(None, group=group)
 
 
 def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] = (0, 1),
