@@ -124,6 +124,35 @@ class Setup:
         return loss.item()
 
 
+def matmul_peak(dtype, device, n=2048, repeats=5) -> float:
+    """FLOP/s of an ``n``-cubed matrix multiply in ``dtype`` here: the ceiling any step can approach."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def step_flops(lm, variant: str, batch: int, length: int, virtual: int) -> float:
+    """Arithmetic of one training step (forward, and the backward to the inputs only: the weights are frozen):
+    2 FLOPs per weight per position through the layers, the vocabulary head where logits are computed, and the
+    attention products. ``promptopt`` runs the virtual tokens once per batch (shared keys/values)."""
+    cfg = lm.model.config
+    hidden, layers, vocab = lm.hidden_size, cfg.num_hidden_layers, lm.vocab_size
+    embed = lm.embeddings.weight.numel()
+    body = sum(p.numel() for p in lm.model.model.parameters()) - embed
+    own = batch * length + (virtual if variant == "promptopt" else batch * virtual)
+    head = batch * (virtual + length) if variant == "peft" else batch
+    attention = 4 * layers * hidden * batch * length * (virtual + length)  # q.k and p.v, every query row
+    forward = 2 * body * own + 2 * vocab * hidden * head + attention
+    return 2 * forward  # the input-gradient backward costs what the forward does
+
+
 def _rss_kib(field):
     with open("/proc/self/status") as f:
         for line in f:
@@ -188,12 +217,18 @@ def task_mode(args):
     lm.tokenizer.padding_side = "right"
     prefix_text = template.split("{answer}")[0]
 
-    def peft_loss(batch):
+    def peft_loss(batch, last_only=False):
         texts = [prefix_text.replace("{" + field + "}", ex.inputs[field]) for ex in batch]
         enc = lm.tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True).to(lm.device)
-        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
         last = enc["attention_mask"].sum(-1) - 1 + args.virtual
-        scores = torch.log_softmax(logits[torch.arange(len(batch)), last].float(), dim=-1)[:, answer_ids]
+        if last_only:  # logits only at the positions some row reads (few, in a length-grouped batch)
+            keep, where = torch.unique(last, return_inverse=True)
+            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], logits_to_keep=keep).logits
+            picked = logits[torch.arange(len(batch)), where]
+        else:
+            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            picked = logits[torch.arange(len(batch)), last]
+        scores = torch.log_softmax(picked.float(), dim=-1)[:, answer_ids]
         targets = torch.tensor([task.labels.index(ex.label) for ex in batch], device=lm.device)
         return torch.nn.functional.cross_entropy(scores, targets)
 
@@ -201,24 +236,28 @@ def task_mode(args):
         if name == "promptopt":
             loss, params, opt = scorer.loss(prompt, batch, vectors=ours()), list(ours.parameters()), ours_opt
         else:
-            loss, params, opt = peft_loss(batch), peft_params, peft_opt
+            loss, params, opt = peft_loss(batch, last_only=name == "peft-last-logit"), peft_params, peft_opt
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    with torch.no_grad():  # same vectors, same batch: the two losses must agree
+    with torch.no_grad():  # same vectors, same batch: the losses must agree
         a, b = scorer.loss(prompt, peft_batches[0], vectors=ours()).item(), peft_loss(peft_batches[0]).item()
+        c = peft_loss(our_batches[0], last_only=True).item()
+        a2 = scorer.loss(prompt, our_batches[0], vectors=ours()).item()
     tol = 1e-3 if lm.dtype == torch.float32 else 5e-2
     assert abs(a - b) < tol, f"promptopt and PEFT compute different losses on the same batch: {a} vs {b}"
-    times = {"promptopt": [], "peft": []}
+    assert abs(a2 - c) < tol, f"promptopt and PEFT (last logits) compute different losses on the same batch: {a2} vs {c}"
+    names = ["promptopt", "peft"] + (["peft-last-logit"] if args.peft_last_logit else [])
+    times = {n: [] for n in names}
     for k in range(args.steps):
-        for name in (("promptopt", "peft") if k % 2 == 0 else ("peft", "promptopt")):
-            start = time.perf_counter()
-            step(name, our_batches[k] if name == "promptopt" else peft_batches[k])
+        for name in (names if k % 2 == 0 else names[::-1]):
+            start = time.perf_counter()  # PEFT as commonly used on plain batches; with last logits on ours
+            step(name, peft_batches[k] if name == "peft" else our_batches[k])
             times[name].append(time.perf_counter() - start)
-        print(f"step {k + 1}/{args.steps}: promptopt {times['promptopt'][-1]:.3f}s, peft {times['peft'][-1]:.3f}s", flush=True)
+        print(f"step {k + 1}/{args.steps}: " + ", ".join(f"{n} {times[n][-1]:.3f}s" for n in names), flush=True)
     total = {n: sum(t) for n, t in times.items()}
     bs = args.batch_size
     tokens = {"promptopt": sum(max(lengths[i] for i in stream.batch(k)) * bs for k in range(args.steps)),
@@ -228,6 +267,8 @@ def task_mode(args):
               "virtual_tokens": args.virtual, "first_loss": {"promptopt": a, "peft": b}, "step_seconds": times,
               "seconds_per_step": {n: t / args.steps for n, t in total.items()}, "padded_positions": tokens,
               "ratio_peft_over_promptopt": total["peft"] / total["promptopt"], "machine": platform.platform(),
+              "ratio_peft_last_logit_same_batches_over_promptopt":
+                  total["peft-last-logit"] / total["promptopt"] if "peft-last-logit" in total else None,
               "load_average": os.getloadavg(), "torch": torch.__version__}  # fmt: skip
     print(f"\n{task.name}, {args.steps} steps of {args.batch_size}, {args.virtual} virtual tokens, "
           f"{result['threads']} threads: promptopt {result['seconds_per_step']['promptopt']:.3f} s/step, "
@@ -246,8 +287,9 @@ def main():
     ap.add_argument("--virtual", type=int, default=20, help="soft / virtual tokens")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    ap.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bf16 on GPU, else fp32)")
+    ap.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: promptopt's: bf16 on a GPU or a CPU with native bf16)")
     ap.add_argument("--peft-last-logit", action="store_true", help="also time PEFT with logits_to_keep=1")
+    ap.add_argument("--peak-n", type=int, default=2048, help="size of the matrix multiply that measures the peak")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--memory-only", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help="write the results as JSON here")
@@ -296,12 +338,24 @@ def main():
     }  # fmt: skip
     if "peft-last-logit" in median:
         result["ratio_peft_last_logit_over_promptopt"] = median["peft-last-logit"] / median["promptopt"]
+    peak = matmul_peak(setup.lm.dtype, setup.lm.device, n=args.peak_n)
+    flops = {n: step_flops(setup.lm, n, args.batch_size, args.length, args.virtual) for n in variants}
+    result["flop_bound"] = {
+        "matmul_peak_flops": peak, "dtype": str(setup.lm.dtype),
+        "step_flops": flops, "bound_seconds": {n: f / peak for n, f in flops.items()},
+        "fraction_of_peak": {n: flops[n] / median[n] / peak for n in variants},
+        "ratio_bound_peft_over_promptopt": {n: flops[n] / flops["promptopt"] for n in variants},
+    }  # fmt: skip
     print(f"\nmodel {result['model']}, batch {args.batch_size} x {args.length} tokens + {args.virtual} virtual, "
           f"{args.repeats} repeats, {result['threads']} threads, load average {result['load_average'][0]:.1f}")  # fmt: skip
     for name in variants:
         mem = memory.get(name)
         mem_text = f"  peak {mem['peak_mb']:.0f} MB (+{mem['growth_mb']:.0f} MB over pre-step)" if mem else ""
         print(f"  {name:<16} median {median[name]:.3f}s{mem_text}")
+    bound = result["flop_bound"]
+    for name in variants:
+        print(f"  {name:<16} {bound['step_flops'][name] / 1e9:.0f} GFLOP, bound {bound['bound_seconds'][name]:.3f}s "
+              f"at {bound['matmul_peak_flops'] / 1e9:.0f} GFLOP/s, {100 * bound['fraction_of_peak'][name]:.0f}% of peak")
     print(f"ratio PEFT / promptopt: {result['ratio_peft_over_promptopt']:.2f}x "
           f"(PEFT / promptopt-plain: {result['ratio_peft_over_promptopt_plain']:.2f}x)")  # fmt: skip
     if args.out:
