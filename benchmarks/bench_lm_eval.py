@@ -133,6 +133,7 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--prefix", choices=["none", "instruction", "demos"], default="none")
     ap.add_argument("--defaults", action="store_true", help="also time both sides' defaults")
+    ap.add_argument("--repeats", type=int, default=2, help="timings of each side, alternating")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -166,20 +167,30 @@ def main():
         raise SystemExit(f"the two sides do not compute the same log-likelihoods (max difference {check:.3g})")
     del lm32
 
-    # 2. throughput at the requested dtype
+    # 2. throughput at the requested dtype: the sides alternate, --repeats times, the median of each is reported
     lm = load_model(folder, dtype=args.dtype)
     ours(lm, task, template, examples[: args.batch_size], args.batch_size)  # warm-up
-    scores, ours_s = ours(lm, task, template, examples, args.batch_size)
-    peers = {}
-    for bs in [int(x) for x in args.peer_batch_sizes.split(",")]:
-        model = hf(args.dtype, bs)
+    models = {int(x): hf(args.dtype, int(x)) for x in args.peer_batch_sizes.split(",")}
+    for bs, model in models.items():
         peer(model, contexts[:bs], continuations)  # warm-up
-        peer_scores, seconds = peer(model, contexts, continuations)
-        peers[bs] = (seconds, peer_scores)
-        print(f"lm_eval batch {bs}: {len(examples) / seconds:.2f} ex/s", flush=True)
-        del model
-    best_bs = min(peers, key=lambda k: peers[k][0])
-    peer_s, peer_scores = peers[best_bs]
+    ours_times, peer_times = [], {bs: [] for bs in models}
+    for r in range(args.repeats):
+        order = ["ours", *models] if r % 2 == 0 else [*models, "ours"]
+        for side in order:
+            if side == "ours":
+                scores, seconds = ours(lm, task, template, examples, args.batch_size)
+                ours_times.append(seconds)
+            else:
+                got, seconds = peer(models[side], contexts, continuations)
+                peer_times[side].append(seconds)
+                if side == min(models):
+                    peer_scores = got
+            print(f"repeat {r + 1}: {side} {len(examples) / seconds:.2f} ex/s", flush=True)
+    del models
+    ours_s = statistics.median(ours_times)
+    peers = {bs: statistics.median(t) for bs, t in peer_times.items()}
+    best_bs = min(peers, key=peers.get)
+    peer_s = peers[best_bs]
     golds = torch.tensor([task.labels.index(ex.label) for ex in examples])
     ours_pred, peer_pred = scores.argmax(-1), peer_scores.argmax(-1)
     result = {
@@ -189,7 +200,9 @@ def main():
         "dtype": args.dtype, "batch_size": args.batch_size, "peer_batch_size": best_bs,
         "float32_check": {"examples": n_check, "max_abs_loglik_difference": check},
         "ours_examples_per_s": len(examples) / ours_s, "peer_examples_per_s": len(examples) / peer_s,
-        "peer_examples_per_s_by_batch": {bs: len(examples) / s for bs, (s, _) in peers.items()},
+        "peer_examples_per_s_by_batch": {bs: len(examples) / s for bs, s in peers.items()},
+        "repeats": args.repeats, "seconds": {"ours": ours_times, "peer": peer_times},
+        "load_average": __import__("os").getloadavg(),
         "ratio": peer_s / ours_s,
         "ours_accuracy": float((ours_pred == golds).float().mean()), "peer_accuracy": float((peer_pred == golds).float().mean()),
         "predictions_differing": int((ours_pred != peer_pred).sum()),
