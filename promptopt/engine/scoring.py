@@ -197,7 +197,7 @@ class Scorer:
     # -- verbalizer ---------------------------------------------------------------------------------------------
     def verbalizer(self, prompt: Prompt) -> Verbalizer:
         words = prompt.label_words or self.task.label_words
-        key = (self.encoder.answer_prefix(prompt), tuple((k, tuple(v)) for k, v in words.items()))
+        key = (self.encoder.answer_anchor(prompt), self.encoder.answer_prefix(prompt), tuple((k, tuple(v)) for k, v in words.items()))
         verb = self._verbalizers.get(key)
         if verb is None:
             missing = [lab for lab in self.task.label_words if lab not in words]
