@@ -19,6 +19,8 @@ from promptopt.data.prompt import Prompt
 from promptopt.data.tasks import Example
 from promptopt.engine import Scorer, load_model
 from promptopt.engine.inputs import VectorLayout, model_positions, position_offset
+from promptopt.engine.model import SoftCappedHead, capabilities
+from promptopt.errors import PromptoptError
 
 from conftest import DEVICE, TINY_REVIEWS
 
@@ -321,3 +323,33 @@ def test_a_text_only_prompt_gives_the_tokens_of_the_filled_in_string(built, revi
 def test_roberta_positions_exclude_the_offset(built):
     lm = built("roberta")
     assert position_offset(lm) == 2 and model_positions(lm) == 128
+
+
+@pytest.mark.parametrize("name, position_ids, positions", [("bloom", False, "alibi"), ("llama-bytebpe", True, "rotary"),
+                                                          ("gpt2", True, "absolute"), ("gpt-neox", True, "rotary")])  # fmt: skip
+def test_capabilities_are_detected(built, name, position_ids, positions):
+    caps = capabilities(built(name))
+    assert (caps.position_ids, caps.positions, caps.softcap) == (position_ids, positions, None)
+    assert caps.cache_arg is not None
+
+
+def test_soft_capped_logits_keep_the_answer_only_head(built, reviews_task):
+    lm = built("gemma2")
+    scorer = Scorer(lm, reviews_task)
+    assert capabilities(lm).softcap == 3.0
+    assert isinstance(scorer.facts.head, SoftCappedHead)  # passed the self-check against the full model's logits
+
+
+def test_nan_scores_stop_the_evaluation_naming_the_examples(built, reviews_task, monkeypatch):
+    lm = built("gpt2")
+    scorer = Scorer(lm, reviews_task)
+    exs = [Example(inputs={"text": t}, label="positive", source=f"dev.jsonl:{i + 1}") for i, t in enumerate(TEXTS)]
+    real = scorer.scores
+
+    def poisoned(prompt, batch, vectors=None):
+        out = real(prompt, batch, vectors)
+        return torch.where(torch.arange(len(batch)).unsqueeze(1) == 1, torch.nan, out)
+
+    monkeypatch.setattr(scorer, "scores", poisoned)
+    with pytest.raises(PromptoptError, match=r"NaN or infinite scores for 1 of the 3 examples.*dev.jsonl"):
+        scorer.evaluate(Prompt.from_template(CAUSAL_TEMPLATE), exs)

@@ -32,7 +32,7 @@ import torch
 
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt, SegmentKind
-from promptopt.engine.model import LoadedModel, ModelKind
+from promptopt.engine.model import LoadedModel, ModelKind, capabilities
 
 
 @dataclass
@@ -308,11 +308,7 @@ def model_positions(lm: LoadedModel) -> int:
 
 def position_offset(lm: LoadedModel) -> int:
     """RoBERTa-family models number positions from ``pad_token_id + 1``; everyone else from 0."""
-    model_type = getattr(lm.model.config, "model_type", "")
-    if "roberta" in model_type or model_type in ("camembert", "longformer", "xmod", "data2vec-text"):
-        return (lm.model.config.pad_token_id or 0) + 1
-    return 0
-
+    return capabilities(lm).position_offset
 
 def collate(
     encs: list[Encoded], pad_id: int, side: str, device, start: int = 0, offset: int = 0

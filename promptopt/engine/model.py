@@ -368,3 +368,65 @@ def enable_gradient_checkpointing(lm: LoadedModel) -> LoadedModel:
         layer.training = True  # the flag transformers checks; the layer's submodules (dropout) stay in eval mode
     lm.gradient_checkpointing = True
     return lm
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the engine needs to know about an architecture, read from its config and its ``forward`` signature
+    rather than assumed (see :func:`capabilities`)."""
+
+    #: ``forward`` takes ``position_ids`` by name (ALiBi models such as BLOOM compute positions from the mask)
+    position_ids: bool
+    #: the first position's number (RoBERTa family: ``pad_token_id + 1``), also taken off the maximum length
+    position_offset: int
+    #: how positions enter: ``absolute`` (a learned table), ``rotary``, ``alibi`` or ``relative`` (T5's buckets)
+    positions: str
+    #: the final logits are ``c * tanh(logits / c)`` (Gemma 2), else None
+    softcap: float | None
+    #: the name under which the base model takes a key/value cache, or None
+    cache_arg: str | None
+
+
+def capabilities(lm: LoadedModel) -> Capabilities:
+    """The architecture's :class:`Capabilities`, detected once per model."""
+    import inspect
+
+    known = getattr(lm, "_capabilities", None)
+    if known is not None:
+        return known
+    model, config = lm.model, lm.model.config
+    base = getattr(model, model.base_model_prefix, None) or model
+    params = inspect.signature(base.forward).parameters
+    model_type = getattr(config, "model_type", "")
+    offset = 0
+    if "roberta" in model_type or model_type in ("camembert", "longformer", "xmod", "data2vec-text"):
+        offset = (config.pad_token_id or 0) + 1
+    if getattr(config, "alibi", False) or model_type in ("bloom", "mpt"):
+        positions = "alibi"
+    elif getattr(config, "relative_attention_num_buckets", None):
+        positions = "relative"
+    elif getattr(config, "rope_theta", None) or getattr(config, "rope_parameters", None) or getattr(config, "rotary_pct", None):
+        positions = "rotary"
+    else:
+        positions = "absolute"
+    cache_arg = "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
+    lm._capabilities = caps = Capabilities(position_ids="position_ids" in params, position_offset=offset,
+                                           positions=positions, softcap=getattr(config, "final_logit_softcapping", None),
+                                           cache_arg=cache_arg)  # fmt: skip
+    return caps
+
+
+class SoftCappedHead(torch.nn.Module):
+    """An output head followed by logit soft-capping, as the model's own ``forward`` applies it."""
+
+    def __init__(self, head: torch.nn.Module, cap: float):
+        super().__init__()
+        self.head, self.cap = head, cap
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.head(hidden) / self.cap) * self.cap
+
+
+def soft_capped(head: torch.nn.Module | None, cap: float | None) -> torch.nn.Module | None:
+    """``head`` with soft-capping where the architecture caps its logits (else ``head`` itself)."""
+    return SoftCappedHead(head, cap) if head is not None and cap else head

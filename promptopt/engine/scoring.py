@@ -30,7 +30,7 @@ from promptopt.data.tasks import Example, TaskKind, TaskSpec
 from promptopt.engine.inputs import (Batch, Encoded, Encoder, VectorLayout, cache_argument, collate, embed,
                                      position_offset)  # fmt: skip
 from promptopt.engine.metrics import compute_metrics
-from promptopt.engine.model import LoadedModel, ModelKind
+from promptopt.engine.model import LoadedModel, ModelKind, capabilities, soft_capped
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def _model_facts(lm: LoadedModel) -> _ModelFacts:
             head = model.get_output_embeddings()
         else:
             head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
+        head = soft_capped(head, capabilities(lm).softcap)
         cache_arg = cache_argument(base) if base is not None else None
         facts = _ModelFacts(base=base, head=head, cache_arg=cache_arg)
         lm._scoring_facts = facts
@@ -148,7 +149,9 @@ class Scorer:
             log.info("%s: %s", self.lm.name, note)
 
     def _run_base(self, emb, mask, pos, cache=None):
-        kwargs = {"inputs_embeds": emb, "attention_mask": mask, "position_ids": pos}
+        kwargs = {"inputs_embeds": emb, "attention_mask": mask}
+        if capabilities(self.lm).position_ids:  # not for ALiBi models (BLOOM): they number positions from the mask
+            kwargs["position_ids"] = pos
         if cache is not None:
             kwargs[self.facts.cache_arg] = cache
             kwargs["use_cache"] = True
@@ -440,6 +443,7 @@ class Scorer:
             for idx in batches:
                 batch = [usable[i] for i in idx]
                 scores = self.scores(prompt, batch).float().cpu()
+                _check_finite(scores, batch)
                 for j, i in enumerate(idx):
                     ex = usable[i]
                     if classification:
@@ -474,6 +478,15 @@ class Scorer:
         if truncated:
             metrics["truncated_examples"] = truncated
         return EvalResult(metrics, rows, seconds, len(usable) / max(seconds, 1e-9), len(usable))
+
+
+def _check_finite(scores: torch.Tensor, batch: list[Example]) -> None:
+    """Stop on NaN or infinite scores (an overflow in float16, broken weights), naming the batch's examples."""
+    bad = (~torch.isfinite(scores)).flatten(1).any(-1).nonzero().flatten().tolist() if scores.numel() else []
+    if bad:
+        where = ", ".join(batch[i].source or f"row {i}" for i in bad[:4]) + (", ..." if len(bad) > 4 else "")
+        raise PromptoptError(f"the model gave NaN or infinite scores for {len(bad)} of the {len(batch)} examples of a "
+                             f"batch ({where}); try --dtype float32")  # fmt: skip
 
 
 def _progress(progress, total):
