@@ -87,6 +87,8 @@ class TaskSpec:
     description: str = ""
     split_from: dict[str, Any] | None = None
     label_names: dict[str, str] = field(default_factory=dict)
+    #: how class scores are computed: loglik, norm_token, norm_char or calibrated (promptopt.engine.scoring)
+    scoring: str = "loglik"
     #: splits :meth:`load_split` refuses: a run withholds its reported split from the method
     withheld: tuple[str, ...] = ()
 
@@ -387,7 +389,7 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
 
     allowed = {
         "name", "kind", "description", "inputs", "label", "label_words", "label_names", "templates", "metric",
-        "splits", "split_from",
+        "splits", "split_from", "scoring",
     }  # fmt: skip
     for key in obj:
         if key not in allowed:
@@ -437,6 +439,10 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
         for s in segs:
             if s.kind.value == "field" and s.field not in inputs:
                 fail("templates", f"template {t!r} uses {{{s.field}}}, which is not in inputs {inputs}")
+    scoring = obj.get("scoring", "loglik")
+    rules = ("loglik", "norm_token", "norm_char", "calibrated")
+    if scoring not in rules or (scoring != "loglik" and kind == TaskKind.FACT_RETRIEVAL):
+        fail("scoring", f"{scoring!r} is not one of {list(rules) if kind == TaskKind.CLASSIFICATION else ['loglik']}")
     default_metric = "p_at_1" if kind == TaskKind.FACT_RETRIEVAL else "accuracy"
     try:
         metric = Metric(obj.get("metric", default_metric))
@@ -468,6 +474,7 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
         name=name,
         kind=kind,
         inputs=inputs,
+        scoring=scoring,
         label=label,
         label_words=label_words,
         templates=templates,

@@ -7,6 +7,12 @@ Scoring contract (rank classification, as lm-evaluation-harness's ``loglikelihoo
   words, a multi-token word scoring the sum of its tokens' log-probabilities; for fact retrieval, log-probabilities
   over the whole vocabulary at the answer position.
 * The space before the answer belongs to the answer (see :mod:`promptopt.engine.inputs`).
+* Scoring rules (:class:`ScoringRule`, the task spec's ``scoring`` or ``--scoring``), the same for every method:
+  ``loglik`` as above; ``norm_token`` and ``norm_char`` divide each label word's log-likelihood by its number of
+  tokens or of characters (with the leading space; lm-evaluation-harness's ``acc_norm``) before pooling words;
+  ``calibrated`` (contextual calibration, Zhao et al. 2021) subtracts from each example's class scores the class
+  log-probabilities (normalised over the classes) of a content-free input, every field ``"N/A"``, scored with the
+  same prompt and vectors in the same batch.
 
 Vocabulary logits are computed only at the positions where the answer is read, never at every position. Evaluation
 runs in ``inference_mode``, longest examples first (an out-of-memory error shows on the first batch) so that
@@ -16,6 +22,7 @@ batches hold examples of similar length. For a causal LM, a prompt prefix that d
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -35,6 +42,21 @@ from promptopt.engine.model import LoadedModel, ModelKind, capabilities, soft_ca
 log = logging.getLogger(__name__)
 
 MIN_SHARED_PREFIX = 4
+CONTENT_FREE = "N/A"
+
+
+class ScoringRule(str, enum.Enum):
+    LOGLIK = "loglik"
+    NORM_TOKEN = "norm_token"
+    NORM_CHAR = "norm_char"
+    CALIBRATED = "calibrated"
+
+
+def scoring_rule(value) -> ScoringRule:
+    try:
+        return ScoringRule(value or ScoringRule.LOGLIK)
+    except ValueError:
+        raise PromptoptError(f"scoring rule {value!r} is not one of {[r.value for r in ScoringRule]}") from None
 
 
 @dataclass
@@ -42,6 +64,7 @@ class Verbalizer:
     labels: list[str]
     words: list[list[str]]
     ids: list[list[list[int]]]  # label -> word -> token ids
+    chars: list[list[int]] = field(default_factory=list)  # label -> word -> characters, leading space included
 
 
 @dataclass
@@ -51,6 +74,8 @@ class EvalResult:
     seconds: float
     examples_per_second: float
     n: int
+    #: the scoring rule (:class:`ScoringRule`) the class scores were computed with
+    scoring: str = ScoringRule.LOGLIK.value
 
     @property
     def score(self) -> float:
@@ -94,11 +119,16 @@ class Scorer:
         padding_side: str | None = None,
         max_length: int | None = None,
         share_prefix: bool = True,
+        scoring: str | None = None,
     ):
         if padding_side not in (None, "left", "right"):
             raise PromptoptError(f"padding side {padding_side!r} is not 'left' or 'right'")
         self.lm = lm
         self.task = task
+        self.scoring = scoring_rule(scoring or getattr(task, "scoring", None))
+        if self.scoring != ScoringRule.LOGLIK and task.kind == TaskKind.FACT_RETRIEVAL:
+            raise PromptoptError(f"scoring rule {self.scoring.value!r} applies to classification tasks; fact retrieval "
+                                 "ranks the vocabulary by log-probability")  # fmt: skip
         self.batch_size = batch_size
         self.side = padding_side or ("left" if lm.kind == ModelKind.CAUSAL else "right")
         self.encoder = Encoder(lm, max_length)
@@ -217,7 +247,8 @@ class Scorer:
                         raise PromptoptError(
                             f"label words {other[1]!r} (label {other[0]!r}) and {w!r} (label {lab!r}) are the same "
                             f"tokens {list(i)} for model {self.lm.name!r}; give the labels words that tokenize apart")  # fmt: skip
-            verb = self._verbalizers[key] = Verbalizer(labels, ws, ids)
+            chars = [[len(self.encoder.answer_prefix(prompt) + w) for w in wl] for wl in ws]
+            verb = self._verbalizers[key] = Verbalizer(labels, ws, ids, chars)
         return verb
 
     def answer_token(self, prompt: Prompt, answer: str) -> int | None:
@@ -229,21 +260,37 @@ class Scorer:
     def class_scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """``(N, C)`` class log-likelihoods; differentiable with respect to ``vectors`` when grad is enabled."""
         layout = VectorLayout.build(prompt, vectors)
+        rows = self._with_content_free(examples)
 
         def encode(**kwargs):
-            return [self.encoder.encode(prompt, ex.inputs, layout, **kwargs) for ex in examples]
+            return [self.encoder.encode(prompt, ex.inputs, layout, **kwargs) for ex in rows]
 
-        return self._class_scores(self.verbalizer(prompt), encode, lambda encs: self._logits_at(encs, layout.table))
+        scores = self._class_scores(self.verbalizer(prompt), encode, lambda encs: self._logits_at(encs, layout.table))
+        return self._calibrate(scores.unsqueeze(0), len(examples))[0]
+
+    def _with_content_free(self, examples: list[Example]) -> list[Example]:
+        """``examples``, and for the calibrated rule the content-free input after them."""
+        if self.scoring != ScoringRule.CALIBRATED:
+            return list(examples)
+        return [*examples, Example(inputs={f: CONTENT_FREE for f in self.task.inputs}, label="", source="content-free")]
+
+    def _calibrate(self, scores: torch.Tensor, n: int) -> torch.Tensor:
+        """``(P, rows, C)`` scores to ``(P, n, C)``: under the calibrated rule, less the content-free row's class
+        log-probabilities (the last row); otherwise unchanged."""
+        if self.scoring != ScoringRule.CALIBRATED:
+            return scores
+        return scores[:, :n] - torch.log_softmax(scores[:, n:], dim=-1)
 
     def _class_scores(self, verb: Verbalizer, encode, logits_at) -> torch.Tensor:
         """Class log-likelihoods of the rows ``encode(**kwargs)`` gives, with logits from ``logits_at(encs)``."""
         first = torch.log_softmax(logits_at(encode())[:, 0], dim=-1)  # (rows, V)
         per_label = []
-        for word_ids in verb.ids:
+        for word_ids, word_chars in zip(verb.ids, verb.chars):
             word_scores = []
-            for ids in word_ids:
+            for ids, chars in zip(word_ids, word_chars):
+                length = {ScoringRule.NORM_TOKEN: len(ids), ScoringRule.NORM_CHAR: chars}.get(self.scoring, 1)
                 if len(ids) == 1:
-                    word_scores.append(first[:, ids[0]])
+                    word_scores.append(first[:, ids[0]] / length)
                     continue
                 if self.lm.kind == ModelKind.CAUSAL:
                     encs = encode(continuation=ids)
@@ -251,7 +298,7 @@ class Scorer:
                     encs = encode(answer_len=len(ids))
                 logp = torch.log_softmax(logits_at(encs), dim=-1)  # (rows, m, V)
                 target = torch.tensor(ids, device=logp.device).expand(logp.shape[0], -1)
-                word_scores.append(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1))
+                word_scores.append(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1) / length)
             per_label.append(torch.logsumexp(torch.stack(word_scores, dim=-1), dim=-1))
         return torch.stack(per_label, dim=-1)
 
@@ -296,6 +343,8 @@ class Scorer:
         if not prompts:
             raise PromptoptError("scores_many needs at least one prompt")
         classification = self.task.kind == TaskKind.CLASSIFICATION
+        n = len(examples)
+        examples = self._with_content_free(examples)
         verb = self.verbalizer(prompts[0]) if classification else None
         if classification and any(self.verbalizer(p).ids != verb.ids for p in prompts[1:]):
             raise PromptoptError("scores_many: every prompt must use the same label words and answer prefix")
@@ -321,9 +370,8 @@ class Scorer:
         def logits_at(encs):
             return self._logits_per_example_prefix(encs, table, len(examples))
 
-        n = len(examples)
         if classification:
-            return self._class_scores(verb, encode, logits_at).view(len(prompts), n, -1)
+            return self._calibrate(self._class_scores(verb, encode, logits_at).view(len(prompts), len(examples), -1), n)
         return torch.log_softmax(logits_at(encode())[:, 0], dim=-1).view(len(prompts), n, -1)
 
     def losses(self, prompts: list[Prompt], examples: list[Example], vectors=None) -> torch.Tensor:
@@ -477,7 +525,7 @@ class Scorer:
         truncated = sum(1 for e in encoded if e.truncated)
         if truncated:
             metrics["truncated_examples"] = truncated
-        return EvalResult(metrics, rows, seconds, len(usable) / max(seconds, 1e-9), len(usable))
+        return EvalResult(metrics, rows, seconds, len(usable) / max(seconds, 1e-9), len(usable), self.scoring.value)
 
 
 def _check_finite(scores: torch.Tensor, batch: list[Example]) -> None:
