@@ -19,7 +19,7 @@ from promptopt.data.prompt import Prompt
 from promptopt.data.tasks import Example
 from promptopt.engine import Scorer, load_model
 from promptopt.engine.inputs import VectorLayout, model_positions, position_offset
-from promptopt.engine.model import SoftCappedHead, capabilities
+from promptopt.engine.model import CappedHead, capabilities
 from promptopt.errors import PromptoptError
 
 from conftest import DEVICE, TINY_REVIEWS
@@ -159,7 +159,7 @@ def family(name: str):
     if name == "gemma":
         tok = sentencepiece_bpe("gemma")
         return tok, _decoder(t.GemmaConfig, tok, head_dim=8), t.GemmaForCausalLM
-    if name == "gemma2":  # logit soft-capping
+    if name == "gemma2":  # logit capping (tanh)
         tok = sentencepiece_bpe("gemma")
         config = _decoder(t.Gemma2Config, tok, head_dim=8, final_logit_softcapping=3.0, sliding_window=64)
         return tok, config, t.Gemma2ForCausalLM
@@ -333,11 +333,11 @@ def test_capabilities_are_detected(built, name, position_ids, positions):
     assert caps.cache_arg is not None
 
 
-def test_soft_capped_logits_keep_the_answer_only_head(built, reviews_task):
+def test_capped_head_logits_keep_the_answer_only_head(built, reviews_task):
     lm = built("gemma2")
     scorer = Scorer(lm, reviews_task)
     assert capabilities(lm).softcap == 3.0
-    assert isinstance(scorer.facts.head, SoftCappedHead)  # passed the self-check against the full model's logits
+    assert isinstance(scorer.facts.head, CappedHead)  # passed the self-check against the full model's logits
 
 
 def test_nan_scores_stop_the_evaluation_naming_the_examples(built, reviews_task, monkeypatch):

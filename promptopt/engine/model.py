@@ -416,8 +416,8 @@ def capabilities(lm: LoadedModel) -> Capabilities:
     return caps
 
 
-class SoftCappedHead(torch.nn.Module):
-    """An output head followed by logit soft-capping, as the model's own ``forward`` applies it."""
+class CappedHead(torch.nn.Module):
+    """An output head followed by logit capping (tanh), as the model's own ``forward`` applies it."""
 
     def __init__(self, head: torch.nn.Module, cap: float):
         super().__init__()
@@ -427,6 +427,6 @@ class SoftCappedHead(torch.nn.Module):
         return torch.tanh(self.head(hidden) / self.cap) * self.cap
 
 
-def soft_capped(head: torch.nn.Module | None, cap: float | None) -> torch.nn.Module | None:
-    """``head`` with soft-capping where the architecture caps its logits (else ``head`` itself)."""
-    return SoftCappedHead(head, cap) if head is not None and cap else head
+def capped_head(head: torch.nn.Module | None, cap: float | None) -> torch.nn.Module | None:
+    """``head`` with logit capping where the architecture caps its logits (else ``head`` itself)."""
+    return CappedHead(head, cap) if head is not None and cap else head

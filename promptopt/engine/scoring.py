@@ -37,7 +37,7 @@ from promptopt.data.tasks import Example, TaskKind, TaskSpec
 from promptopt.engine.inputs import (Batch, Encoded, Encoder, VectorLayout, cache_argument, collate, embed,
                                      position_offset)  # fmt: skip
 from promptopt.engine.metrics import compute_metrics
-from promptopt.engine.model import LoadedModel, ModelKind, capabilities, soft_capped
+from promptopt.engine.model import LoadedModel, ModelKind, capabilities, capped_head
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _model_facts(lm: LoadedModel) -> _ModelFacts:
             head = model.get_output_embeddings()
         else:
             head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
-        head = soft_capped(head, capabilities(lm).softcap)
+        head = capped_head(head, capabilities(lm).softcap)
         cache_arg = cache_argument(base) if base is not None else None
         facts = _ModelFacts(base=base, head=head, cache_arg=cache_arg)
         lm._scoring_facts = facts
