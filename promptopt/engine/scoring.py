@@ -281,6 +281,48 @@ class Scorer:
             return scores
         return scores[:, :n] - torch.log_softmax(scores[:, n:], dim=-1)
 
+    def choice_scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
+        """``(N, K)`` multiple choice: the log-likelihood of each example's K choices as the answer (each tokenized
+        as the continuation of the prompt, like a label word), under the scoring rule; differentiable as
+        :meth:`class_scores`. Every example of a call must have the same number of choices."""
+        counts = {len(ex.choices) for ex in examples}
+        if len(counts) != 1 or 0 in counts:
+            raise PromptoptError(f"multiple choice: every example of a batch needs the same number of choices, got {sorted(counts)}")
+        layout = VectorLayout.build(prompt, vectors)
+        scores = self._choice_scores(prompt, examples, layout)
+        if self.scoring == ScoringRule.CALIBRATED:  # the same choices after a content-free input
+            free = [Example(inputs={f: CONTENT_FREE for f in self.task.inputs}, label="0", choices=ex.choices)
+                    for ex in examples]  # fmt: skip
+            scores = scores - torch.log_softmax(self._choice_scores(prompt, free, layout), dim=-1)
+        return scores
+
+    def _choice_scores(self, prompt: Prompt, examples: list[Example], layout: VectorLayout) -> torch.Tensor:
+        prefix = self.encoder.answer_prefix(prompt)
+        rows = [(i, j, self.encoder.answer_ids(prompt, c), len(prefix + c))
+                for i, ex in enumerate(examples) for j, c in enumerate(ex.choices)]  # fmt: skip
+        by_length: dict[int, list] = {}
+        for row in rows:
+            by_length.setdefault(len(row[2]), []).append(row)
+        parts, where = [], []
+        for m, group in by_length.items():  # rows read the same number of positions in one pass
+            if self.lm.kind == ModelKind.CAUSAL:
+                encs = [self.encoder.encode(prompt, examples[i].inputs, layout, continuation=ids) for i, _, ids, _ in group]
+            else:
+                encs = [self.encoder.encode(prompt, examples[i].inputs, layout, answer_len=m) for i, _, _, _ in group]
+            logp = torch.log_softmax(self._logits_at(encs, layout.table), dim=-1)
+            target = torch.tensor([ids for _, _, ids, _ in group], device=logp.device)
+            total = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1)
+            if self.scoring == ScoringRule.NORM_TOKEN:
+                total = total / m
+            elif self.scoring == ScoringRule.NORM_CHAR:
+                total = total / torch.tensor([chars for *_, chars in group], device=total.device, dtype=total.dtype)
+            parts.append(total)
+            where.extend((i, j) for i, j, _, _ in group)
+        flat = torch.cat(parts)
+        out = flat.new_zeros((len(examples), len(examples[0].choices)))
+        index = torch.tensor([i * out.shape[1] + j for i, j in where], device=flat.device)
+        return out.flatten().index_put((index,), flat).view_as(out)
+
     def _class_scores(self, verb: Verbalizer, encode, logits_at) -> torch.Tensor:
         """Class log-likelihoods of the rows ``encode(**kwargs)`` gives, with logits from ``logits_at(encs)``."""
         first = torch.log_softmax(logits_at(encode())[:, 0], dim=-1)  # (rows, V)
@@ -313,15 +355,19 @@ class Scorer:
         if self.task.kind == TaskKind.CLASSIFICATION:
             labels = self.verbalizer(prompt).labels
             return torch.tensor([labels.index(ex.label) for ex in examples], device=self.lm.device)
+        if self.task.kind == TaskKind.MULTIPLE_CHOICE:
+            return torch.tensor([int(ex.label) for ex in examples], device=self.lm.device)
         ids = [self.answer_token(prompt, ex.label) for ex in examples]
         if any(i is None for i in ids):
             raise PromptoptError("a fact-retrieval answer is not a single token; filter with usable_examples()")
         return torch.tensor(ids, device=self.lm.device)
 
     def scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
-        """Class scores or vocabulary log-probabilities, by the task's kind."""
+        """Class scores, choice scores or vocabulary log-probabilities, by the task's kind."""
         if self.task.kind == TaskKind.CLASSIFICATION:
             return self.class_scores(prompt, examples, vectors)
+        if self.task.kind == TaskKind.MULTIPLE_CHOICE:
+            return self.choice_scores(prompt, examples, vectors)
         return self.vocab_logprobs(prompt, examples, vectors)
 
     def loss(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
@@ -342,6 +388,8 @@ class Scorer:
         """
         if not prompts:
             raise PromptoptError("scores_many needs at least one prompt")
+        if self.task.kind == TaskKind.MULTIPLE_CHOICE:  # every example has its own answers: one prompt at a time
+            return torch.stack([self.choice_scores(p, examples, vectors) for p in prompts])
         classification = self.task.kind == TaskKind.CLASSIFICATION
         n = len(examples)
         examples = self._with_content_free(examples)
@@ -456,7 +504,7 @@ class Scorer:
 
     def usable_examples(self, prompt: Prompt, examples: list[Example]) -> list[Example]:
         """Fact retrieval keeps facts whose answer is one token of this model's vocabulary (as LAMA does)."""
-        if self.task.kind == TaskKind.CLASSIFICATION:
+        if self.task.kind != TaskKind.FACT_RETRIEVAL:
             return list(examples)
         return [ex for ex in examples if self.answer_token(prompt, ex.label) is not None]
 
@@ -485,8 +533,9 @@ class Scorer:
         # data parallel: batch b (longest first) on process b mod N, so every process gets long and short ones
         batches = list(self.batches(prompt, usable, encoded))[distributed.rank()::distributed.world_size()]
         bar = _progress(progress, sum(map(len, batches)))
-        classification = self.task.kind == TaskKind.CLASSIFICATION
-        labels = self.verbalizer(prompt).labels if classification else None
+        classification = self.task.kind != TaskKind.FACT_RETRIEVAL
+        choice = self.task.kind == TaskKind.MULTIPLE_CHOICE
+        labels = self.verbalizer(prompt).labels if classification and not choice else None
         with torch.inference_mode():
             for idx in batches:
                 batch = [usable[i] for i in idx]
@@ -496,8 +545,9 @@ class Scorer:
                     ex = usable[i]
                     if classification:
                         best = int(scores[j].argmax())
-                        preds[i] = labels[best]
-                        detail = {"scores": {lab: round(float(s), 5) for lab, s in zip(labels, scores[j])}}
+                        names = [str(k) for k in range(len(ex.choices))] if choice else labels
+                        preds[i] = names[best]
+                        detail = {"scores": {lab: round(float(s), 5) for lab, s in zip(names, scores[j])}}
                     else:
                         top = torch.topk(scores[j], top_k)
                         tokens = [self.encoder.tokenizer.decode([t]).strip() for t in top.indices.tolist()]
