@@ -353,3 +353,25 @@ def test_nan_scores_stop_the_evaluation_naming_the_examples(built, reviews_task,
     monkeypatch.setattr(scorer, "scores", poisoned)
     with pytest.raises(PromptoptError, match=r"NaN or infinite scores for 1 of the 3 examples.*dev.jsonl"):
         scorer.evaluate(Prompt.from_template(CAUSAL_TEMPLATE), exs)
+
+
+CHAT = ("{% for m in messages %}<s>{{ m.role }}\n{{ m.content }}</s>\n{% endfor %}"
+        "{% if add_generation_prompt %}<s>assistant\n{% endif %}")  # fmt: skip
+
+
+def test_chat_template_wraps_the_prompt_and_reads_the_answer_in_the_assistant_turn(built, reviews_task, monkeypatch):
+    lm = built("qwen2")
+    monkeypatch.setattr(lm.tokenizer, "chat_template", CHAT, raising=False)
+    prompt = Prompt.from_template(CAUSAL_TEMPLATE)
+    got = Scorer(lm, reviews_task, chat_template=True).class_scores(prompt, examples())
+    for i, text in enumerate(TEXTS):
+        context = f"<s>user\nReview: {text}\nSentiment:</s>\n<s>assistant\n"
+        for j, word in enumerate(WORDS):
+            assert abs(float(got[i, j]) - direct_causal(lm, context, word)) < 1e-5
+    plain = Scorer(lm, reviews_task).class_scores(prompt, examples())
+    assert not torch.allclose(plain, got)  # off by default
+
+
+def test_chat_template_needs_one(built, reviews_task):
+    with pytest.raises(PromptoptError, match="no chat template"):
+        Scorer(built("bert"), reviews_task, chat_template=True)

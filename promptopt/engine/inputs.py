@@ -31,7 +31,7 @@ from dataclasses import replace, dataclass
 import torch
 
 from promptopt.errors import PromptoptError
-from promptopt.data.prompt import Prompt, SegmentKind
+from promptopt.data.prompt import Prompt, Segment, SegmentKind
 from promptopt.engine.model import LoadedModel, ModelKind, capabilities
 
 
@@ -77,7 +77,7 @@ class Encoded:
 
 
 class Encoder:
-    def __init__(self, lm: LoadedModel, max_length: int | None = None):
+    def __init__(self, lm: LoadedModel, max_length: int | None = None, chat_template: bool = False):
         self.lm = lm
         tok = lm.tokenizer
         self.tokenizer = tok
@@ -88,6 +88,22 @@ class Encoder:
             self.eos = []  # nothing after the answer is seen by a causal LM
         self._cache: dict = {}
         self._offsets = bool(getattr(tok, "is_fast", False))
+        self.chat = chat_turn(lm) if chat_template else None
+        if self.chat is not None and tok.bos_token and self.chat[0].startswith(tok.bos_token):
+            self.bos = []  # the template writes its own
+
+    def wrap(self, prompt: Prompt) -> Prompt:
+        """With a chat template: the prompt as the user's turn, ``{answer}`` where the assistant's turn starts."""
+        if self.chat is None:
+            return prompt
+        head, tail = self.chat
+        segs = list(prompt.segments)
+        i = next(i for i, s in enumerate(segs) if s.kind == SegmentKind.ANSWER)
+        before = segs[:i]
+        if before and before[-1].kind == SegmentKind.TEXT:
+            before[-1] = replace(before[-1], text=before[-1].text.rstrip())
+        text = SegmentKind.TEXT
+        return replace(prompt, segments=[Segment(text, text=head), *before, Segment(text, text=tail), segs[i]])
 
     def tokens(self, text: str) -> list[int]:
         ids = self._cache.get(text)
@@ -136,10 +152,9 @@ class Encoder:
         i = min(i, len(texts) - 2)
         return self.split(texts[: i + 1]) + self.split(texts[i + 1 :])
 
-    @staticmethod
-    def answer_prefix(prompt: Prompt) -> str:
+    def answer_prefix(self, prompt: Prompt) -> str:
         """The text the answer is tokenized with in front: a space, or nothing after a newline."""
-        segs = prompt.segments
+        segs = self.wrap(prompt).segments
         i = next(i for i, s in enumerate(segs) if s.kind == SegmentKind.ANSWER)
         if i > 0 and segs[i - 1].kind == SegmentKind.TEXT:
             stripped = segs[i - 1].text.rstrip(" ")
@@ -147,11 +162,10 @@ class Encoder:
                 return ""
         return " "
 
-    @staticmethod
-    def answer_anchor(prompt: Prompt) -> str:
+    def answer_anchor(self, prompt: Prompt) -> str:
         """The text the answer is tokenized as a continuation of: the template text just before ``{answer}`` (its
         trailing spaces belong to the answer), or a stand-in letter where a field or a vector stands there."""
-        segs = prompt.segments
+        segs = self.wrap(prompt).segments
         i = next(i for i, s in enumerate(segs) if s.kind == SegmentKind.ANSWER)
         text = segs[i - 1].text.rstrip(" ") if i > 0 and segs[i - 1].kind == SegmentKind.TEXT else ""
         return text or "x"
@@ -175,6 +189,7 @@ class Encoder:
         longest input field loses tokens from its end (its beginning is kept; the template, vectors and answer are
         never cut), again for the next longest if needed; ``Encoded.truncated`` counts the tokens cut."""
         inputs = dict(inputs)
+        prompt = self.wrap(prompt)
         cut = 0
         for _ in range(8):
             enc = self._encode(prompt, inputs, layout, answer_len, continuation)
@@ -263,6 +278,20 @@ class Encoder:
                 ids.extend([self.tokenizer.mask_token_id] * answer_len)
         ids.extend(self.eos)
         return Encoded(ids=ids, vectors=vectors, read=read, shared=len(ids) if shared is None else shared)
+
+
+def chat_turn(lm: LoadedModel) -> tuple[str, str]:
+    """The text the tokenizer's chat template writes before and after a user message, the assistant's turn
+    opened (``add_generation_prompt``)."""
+    tok = lm.tokenizer
+    if lm.kind != ModelKind.CAUSAL or not getattr(tok, "chat_template", None):
+        raise PromptoptError(f"--chat-template: {lm.name} has no chat template (a causal LM's tokenizer needs one)")
+    marker = "\x00PROMPT\x00"
+    text = tok.apply_chat_template([{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True)
+    if text.count(marker) != 1:
+        raise PromptoptError(f"--chat-template: the chat template of {lm.name} does not write the message once")
+    head, tail = text.split(marker)
+    return head, tail
 
 
 def special_token_ids(tokenizer) -> set[int]:

@@ -120,6 +120,7 @@ class Scorer:
         max_length: int | None = None,
         share_prefix: bool = True,
         scoring: str | None = None,
+        chat_template: bool = False,
     ):
         if padding_side not in (None, "left", "right"):
             raise PromptoptError(f"padding side {padding_side!r} is not 'left' or 'right'")
@@ -131,7 +132,7 @@ class Scorer:
                                  "ranks the vocabulary by log-probability")  # fmt: skip
         self.batch_size = batch_size
         self.side = padding_side or ("left" if lm.kind == ModelKind.CAUSAL else "right")
-        self.encoder = Encoder(lm, max_length)
+        self.encoder = Encoder(lm, max_length, chat_template)
         self.share_prefix = share_prefix and lm.kind == ModelKind.CAUSAL
         self.facts = _model_facts(lm)
         self._pos_offset = position_offset(lm)

@@ -57,6 +57,7 @@ class RunOptions:
     device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on GPU)"})
     padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)", "choices": ["left", "right"]})  # fmt: skip
+    chat_template: bool = field(default=False, metadata={"help": "wrap each filled-in prompt in the tokenizer's chat template as the user's turn; the answer is read where the assistant's turn starts"})
     scoring: str | None = field(default=None, metadata={"help": "class scoring rule for the method and the evaluation: loglik, norm_token, norm_char (acc_norm) or calibrated (default: the task spec's, else loglik)", "choices": ["loglik", "norm_token", "norm_char", "calibrated"]})  # fmt: skip
     device_map: str | None = field(default=None, metadata={"help": "auto, balanced or sequential: spread the model over devices (Accelerate)", "choices": ["auto", "balanced", "sequential"]})  # fmt: skip
     quantize: str | None = field(default=None, metadata={"help": "8bit or 4bit: load the frozen model quantized by bitsandbytes (CUDA)", "choices": ["8bit", "4bit"]})  # fmt: skip
@@ -189,8 +190,8 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     # the method sees the task with its reported split withheld: task.load_split(eval split) raises
     task = dataclasses.replace(task, withheld=(described["eval_split"],), scoring=opts.scoring or task.scoring)
     # with --label-search every method and the final evaluation score with the found words: they become the task's own
-    scorer, label_search = label_search_step(Scorer(lm, task, batch_size=opts.batch_size,
-                                                    padding_side=opts.padding_side), data, templates, opts)  # fmt: skip
+    scorer, label_search = label_search_step(Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side,
+                                                    chat_template=opts.chat_template), data, templates, opts)  # fmt: skip
     task = scorer.task
     resolved = {
         "method": opts.method,
@@ -205,6 +206,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "batch_size": opts.batch_size,
         "padding_side": scorer.side,
         "scoring": scorer.scoring.value,
+        "chat_template": opts.chat_template,
         "budget_flops": opts.budget_flops,
         **environment(lm),
     }
@@ -278,6 +280,7 @@ def run_fingerprint(opts: RunOptions, lm: LoadedModel, task: TaskSpec, templates
         "label_search": [opts.label_k, opts.label_examples, opts.label_candidates] if opts.label_search else None,
         "budget_flops": opts.budget_flops,
         "scoring": opts.scoring or task.scoring,
+        "chat_template": opts.chat_template,
         "promptopt": __version__,
     }
 
