@@ -187,13 +187,19 @@ def family(name: str):
         config = config_cls(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                             max_position_embeddings=130, **_ids(tok))  # fmt: skip
         return tok, config, (t.RobertaForMaskedLM if name == "roberta" else t.XLMRobertaForMaskedLM)
+    if name == "t5":
+        tok = unigram(t5=True)
+        config = t.T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                            decoder_start_token_id=tok.pad_token_id)  # fmt: skip
+        return tok, config, t.T5ForConditionalGeneration
     raise AssertionError(name)
 
 
 CAUSAL = ["gpt2", "opt", "llama-bytebpe", "llama-sentencepiece", "mistral", "qwen2", "gemma", "gemma2", "bloom",
           "gpt-neox"]  # fmt: skip
 MASKED = ["bert", "distilbert", "roberta", "xlm-roberta"]
-FAMILIES = CAUSAL + MASKED
+FAMILIES = CAUSAL + MASKED + ["t5"]
 
 
 @pytest.fixture(scope="module")
@@ -250,11 +256,27 @@ def direct_masked(lm, before: str, word: str, after: str) -> float:
     return sum(float(logp[k, ids[k]]) for k in answer)
 
 
+def direct_seq2seq(lm, context: str, continuation: str) -> float:
+    """log P(continuation | context) with the context as the encoder's input and the continuation's tokens (of the
+    jointly tokenized string) as the decoder's."""
+    tok = lm.tokenizer
+    enc = tok(context + continuation, add_special_tokens=False, return_offsets_mapping=True)
+    target = [t for t, (s, e) in zip(enc["input_ids"], enc["offset_mapping"]) if e > len(context)]
+    source = tok(context, add_special_tokens=True)["input_ids"]
+    decoder = [lm.model.config.decoder_start_token_id, *target[:-1]]
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([source]), decoder_input_ids=torch.tensor([decoder])).logits
+    logp = torch.log_softmax(logits.float(), -1)[0]
+    return sum(float(logp[k, t]) for k, t in enumerate(target))
+
+
 def template(lm) -> str:
-    return CAUSAL_TEMPLATE if lm.kind.value == "causal" else MASKED_TEMPLATE
+    return MASKED_TEMPLATE if lm.kind.value == "masked" else CAUSAL_TEMPLATE
 
 
 def reference(lm, text: str, word: str) -> float:
+    if lm.kind.value == "seq2seq":
+        return direct_seq2seq(lm, f"Review: {text}\nSentiment:", " " + word)
     if lm.kind.value == "causal":
         return direct_causal(lm, f"Review: {text}\nSentiment:", " " + word)
     return direct_masked(lm, f"Review: {text} Sentiment:", word, ".")

@@ -74,6 +74,7 @@ class Encoded:
     read: list[int]  # positions whose output logits are read
     shared: int  # leading positions identical for every example of this prompt (for key/value reuse)
     truncated: int = 0  # input tokens cut to fit the model's positions (see Encoder.encode)
+    decoder: list[int] | None = None  # encoder-decoder: the decoder's input ids (``read`` indexes them)
 
 
 class Encoder:
@@ -267,6 +268,8 @@ class Encoder:
                 for k in range(part[2]):
                     vectors.append((len(ids), part[1] + k))
                     ids.append(self.pad_id)
+            elif self.lm.kind == ModelKind.SEQ2SEQ:  # the answer is the decoder's: nothing in the encoder input
+                continue
             elif causal:
                 if not ids:
                     raise PromptoptError("a causal LM needs some context before {answer}")
@@ -277,7 +280,13 @@ class Encoder:
                 read.extend(range(len(ids), len(ids) + answer_len))
                 ids.extend([self.tokenizer.mask_token_id] * answer_len)
         ids.extend(self.eos)
-        return Encoded(ids=ids, vectors=vectors, read=read, shared=len(ids) if shared is None else shared)
+        decoder = None
+        if self.lm.kind == ModelKind.SEQ2SEQ:
+            start = self.lm.model.config.decoder_start_token_id
+            decoder = [self.pad_id if start is None else start, *continuation[:-1]]
+            read = list(range(max(1, len(continuation))))
+        return Encoded(ids=ids, vectors=vectors, read=read, shared=len(ids) if shared is None else shared,
+                       decoder=decoder)  # fmt: skip
 
 
 def chat_turn(lm: LoadedModel) -> tuple[str, str]:

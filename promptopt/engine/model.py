@@ -29,6 +29,7 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 class ModelKind(str, enum.Enum):
     CAUSAL = "causal"
     MASKED = "masked"
+    SEQ2SEQ = "seq2seq"  # encoder-decoder (T5): the prompt is the encoder's input, the answer the decoder's
 
 
 @dataclass
@@ -239,7 +240,10 @@ def model_identity(lm: LoadedModel) -> dict:
 
 
 def detect_kind(config) -> ModelKind:
-    """Causal or masked, from the checkpoint's architecture names, else from which auto-class knows the config."""
+    """Causal, masked or encoder-decoder, from the config and the checkpoint's architecture names, else from which
+    auto-class knows the config."""
+    if getattr(config, "is_encoder_decoder", False):
+        return ModelKind.SEQ2SEQ
     for arch in getattr(config, "architectures", None) or []:
         if "MaskedLM" in arch or arch.endswith("ForPreTraining"):
             return ModelKind.MASKED
@@ -273,7 +277,7 @@ def load_model(
     ``quantize`` (``"8bit"`` or ``"4bit"``) loads the weights quantized by bitsandbytes (a CUDA GPU and
     ``pip install bitsandbytes``); ``gradient_checkpointing`` see :func:`enable_gradient_checkpointing`.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     display = name or DEFAULT_MODEL
     dev = pick_device(device)
@@ -288,7 +292,8 @@ def load_model(
     except OSError as e:
         raise PromptoptError(f"cannot load model {display!r}: {e}") from None
     mk = ModelKind(kind) if kind else detect_kind(config)
-    auto = AutoModelForCausalLM if mk == ModelKind.CAUSAL else AutoModelForMaskedLM
+    auto = {ModelKind.CAUSAL: AutoModelForCausalLM, ModelKind.MASKED: AutoModelForMaskedLM,
+            ModelKind.SEQ2SEQ: AutoModelForSeq2SeqLM}[mk]  # fmt: skip
     model = auto.from_pretrained(path, dtype=dt, **extra)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:

@@ -138,6 +138,9 @@ class Scorer:
         self._pos_offset = position_offset(lm)
         self._verbalizers: dict = {}
         self.compute = compute_counter(lm)  # every forward pass below is counted there
+        if lm.kind == ModelKind.SEQ2SEQ:  # logits come from the decoder: every read goes through the seq2seq path
+            self.facts.checked = True
+            self._logits_at = self._seq2seq_logits_at
         self._check_fast_paths()
 
     # -- model plumbing ------------------------------------------------------------------------------------------
@@ -207,6 +210,15 @@ class Scorer:
         else:
             hidden = self._hidden_plain(encs, table)
         return facts.head(hidden).float()
+
+    def _seq2seq_logits_at(self, encs: list[Encoded], table) -> torch.Tensor:
+        """Encoder-decoder: the prompt (vectors and triggers included) is the encoder's input; the logits are the
+        decoder's at the read positions of its input (start token, then the answer's tokens but the last)."""
+        batch = collate(encs, self.encoder.pad_id, "right", self.lm.device)
+        decoder = torch.tensor([e.decoder for e in encs], dtype=torch.long, device=self.lm.device)
+        logits = self.lm.model(inputs_embeds=embed(self.lm, batch, table), attention_mask=batch.attention_mask,
+                               decoder_input_ids=decoder).logits  # fmt: skip
+        return _gather(logits, batch.read).float()
 
     def _hidden_plain(self, encs, table):
         batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
@@ -306,7 +318,7 @@ class Scorer:
             by_length.setdefault(len(row[2]), []).append(row)
         parts, where = [], []
         for m, group in by_length.items():  # rows read the same number of positions in one pass
-            if self.lm.kind == ModelKind.CAUSAL:
+            if self.lm.kind != ModelKind.MASKED:
                 encs = [self.encoder.encode(prompt, examples[i].inputs, layout, continuation=ids) for i, _, ids, _ in group]
             else:
                 encs = [self.encoder.encode(prompt, examples[i].inputs, layout, answer_len=m) for i, _, _, _ in group]
@@ -335,7 +347,7 @@ class Scorer:
                 if len(ids) == 1:
                     word_scores.append(first[:, ids[0]] / length)
                     continue
-                if self.lm.kind == ModelKind.CAUSAL:
+                if self.lm.kind != ModelKind.MASKED:
                     encs = encode(continuation=ids)
                 else:
                     encs = encode(answer_len=len(ids))
