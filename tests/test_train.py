@@ -297,3 +297,14 @@ def test_optimizer_groups_give_parts_of_a_prompt_module_their_own_learning_rate(
     assert params.b.detach().abs().max().item() == pytest.approx(0.003, rel=0.05)
     with pytest.raises(PromptoptError, match="must cover every trainable parameter"):
         fit(TwoPart((1.0,)), TOY_DATA, config, loss_fn=toy_loss)
+
+
+def test_a_nan_loss_stops_training_naming_the_batch():
+    calls = []
+
+    def nan_on_third(values, batch):
+        calls.append(1)
+        return toy_loss(values, batch) * (float("nan") if len(calls) == 3 else 1.0)
+
+    with pytest.raises(PromptoptError, match=r"training loss is nan at step 3 on training batch 3 \(example"):
+        fit(toy_params(), TOY_DATA, TrainConfig(steps=6, batch_size=2, lr=0.1, eval_every=0), loss_fn=nan_on_third)

@@ -31,6 +31,7 @@ else:  # pragma: no cover
 class TaskKind(str, enum.Enum):
     CLASSIFICATION = "classification"
     FACT_RETRIEVAL = "fact_retrieval"
+    MULTIPLE_CHOICE = "multiple_choice"
 
 
 class Metric(str, enum.Enum):
@@ -47,11 +48,13 @@ QUOTING = {"none": csv.QUOTE_NONE, "minimal": csv.QUOTE_MINIMAL}
 
 @dataclass(frozen=True)
 class Example:
-    """One labelled example: its input fields, its label (a string) and where it came from (``file:line``)."""
+    """One labelled example: its input fields, its label (a string) and where it came from (``file:line``).
+    A multiple-choice example also holds its choices; its label is the index of the right one (``"0"``, ``"1"``...)."""
 
     inputs: dict[str, str]
     label: str
     source: str = ""
+    choices: tuple[str, ...] = ()
 
 
 @dataclass
@@ -87,6 +90,10 @@ class TaskSpec:
     description: str = ""
     split_from: dict[str, Any] | None = None
     label_names: dict[str, str] = field(default_factory=dict)
+    #: how class scores are computed: loglik, norm_token, norm_char or calibrated (promptopt.engine.scoring)
+    scoring: str = "loglik"
+    #: multiple choice: the field holding each example's list of choices
+    choices: str = "choices"
     #: splits :meth:`load_split` refuses: a run withholds its reported split from the method
     withheld: tuple[str, ...] = ()
 
@@ -180,6 +187,19 @@ class TaskSpec:
             )
         if not label:
             raise DataError(path, "empty label", line=line, field=self.label)
+        if self.kind == TaskKind.MULTIPLE_CHOICE:
+            choices = row.get(self.choices)
+            if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
+                raise DataError(path, "must be a list of at least two non-empty strings", line=line, field=self.choices)
+            choices = tuple(c.strip() for c in choices)
+            if label.isdigit() and int(label) < len(choices):
+                index = int(label)
+            elif label in choices:
+                index = choices.index(label)
+            else:
+                raise DataError(path, f"label {label!r} is neither a choice index (0-{len(choices) - 1}) nor one of the "
+                                "choices", line=line, field=self.label)  # fmt: skip
+            return Example(inputs=inputs, label=str(index), source=f"{path.name}:{line}", choices=choices)
         return Example(inputs=inputs, label=label, source=f"{path.name}:{line}")
 
 
@@ -387,7 +407,7 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
 
     allowed = {
         "name", "kind", "description", "inputs", "label", "label_words", "label_names", "templates", "metric",
-        "splits", "split_from",
+        "splits", "split_from", "scoring", "choices",
     }  # fmt: skip
     for key in obj:
         if key not in allowed:
@@ -423,7 +443,8 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
                     fail(f"label_words.{lab}", f"word {w!r} is also a label word of {owner[w]!r}; each class needs its own words")
                 owner[w] = lab
     elif raw_words:
-        fail("label_words", "a fact_retrieval task answers with any vocabulary token; it takes no label_words")
+        answers = "any vocabulary token" if kind == TaskKind.FACT_RETRIEVAL else "one of each example's choices"
+        fail("label_words", f"a {kind.value} task answers with {answers}; it takes no label_words")
     templates = obj["templates"]
     if isinstance(templates, str):
         templates = [templates]
@@ -437,11 +458,20 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
         for s in segs:
             if s.kind.value == "field" and s.field not in inputs:
                 fail("templates", f"template {t!r} uses {{{s.field}}}, which is not in inputs {inputs}")
+    scoring = obj.get("scoring", "loglik")
+    rules = ("loglik", "norm_token", "norm_char", "calibrated")
+    if scoring not in rules or (scoring != "loglik" and kind == TaskKind.FACT_RETRIEVAL):
+        fail("scoring", f"{scoring!r} is not one of {list(rules) if kind != TaskKind.FACT_RETRIEVAL else ['loglik']}")
+    choices = obj.get("choices", "choices")
+    if not isinstance(choices, str) or (kind != TaskKind.MULTIPLE_CHOICE and "choices" in obj):
+        fail("choices", "the name of the field holding each example's choices (multiple_choice tasks only)")
     default_metric = "p_at_1" if kind == TaskKind.FACT_RETRIEVAL else "accuracy"
     try:
         metric = Metric(obj.get("metric", default_metric))
     except ValueError:
         fail("metric", f"{obj.get('metric')!r} is not one of {[m.value for m in Metric]}")
+    if kind == TaskKind.MULTIPLE_CHOICE and metric != Metric.ACCURACY:
+        fail("metric", "a multiple_choice task is scored by accuracy")
     splits: dict[str, SplitSource] = {}
     split_from = obj.get("split_from")
     raw_splits = obj.get("splits") or {}
@@ -468,6 +498,8 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
         name=name,
         kind=kind,
         inputs=inputs,
+        scoring=scoring,
+        choices=choices,
         label=label,
         label_words=label_words,
         templates=templates,

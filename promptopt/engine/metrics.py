@@ -12,7 +12,7 @@ def compute_metrics(task: TaskSpec, golds: list[str], preds: list[str]) -> dict:
     out: dict = {"n": n, "accuracy": correct / n if n else 0.0}
     if task.kind == TaskKind.FACT_RETRIEVAL:
         out["p_at_1"] = out["accuracy"]
-    else:
+    elif task.kind == TaskKind.CLASSIFICATION:
         from sklearn.metrics import f1_score
 
         labels = task.labels

@@ -29,6 +29,7 @@ _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 class ModelKind(str, enum.Enum):
     CAUSAL = "causal"
     MASKED = "masked"
+    SEQ2SEQ = "seq2seq"  # encoder-decoder (T5): the prompt is the encoder's input, the answer the decoder's
 
 
 @dataclass
@@ -252,7 +253,10 @@ def model_identity(lm: LoadedModel) -> dict:
 
 
 def detect_kind(config) -> ModelKind:
-    """Causal or masked, from the checkpoint's architecture names, else from which auto-class knows the config."""
+    """Causal, masked or encoder-decoder, from the config and the checkpoint's architecture names, else from which
+    auto-class knows the config."""
+    if getattr(config, "is_encoder_decoder", False):
+        return ModelKind.SEQ2SEQ
     for arch in getattr(config, "architectures", None) or []:
         if "MaskedLM" in arch or arch.endswith("ForPreTraining"):
             return ModelKind.MASKED
@@ -286,7 +290,7 @@ def load_model(
     ``quantize`` (``"8bit"`` or ``"4bit"``) loads the weights quantized by bitsandbytes (a CUDA GPU and
     ``pip install bitsandbytes``); ``gradient_checkpointing`` see :func:`enable_gradient_checkpointing`.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     display = name or DEFAULT_MODEL
     dev = pick_device(device)
@@ -301,7 +305,8 @@ def load_model(
     except OSError as e:
         raise PromptoptError(f"cannot load model {display!r}: {e}") from None
     mk = ModelKind(kind) if kind else detect_kind(config)
-    auto = AutoModelForCausalLM if mk == ModelKind.CAUSAL else AutoModelForMaskedLM
+    auto = {ModelKind.CAUSAL: AutoModelForCausalLM, ModelKind.MASKED: AutoModelForMaskedLM,
+            ModelKind.SEQ2SEQ: AutoModelForSeq2SeqLM}[mk]  # fmt: skip
     model = auto.from_pretrained(path, dtype=dt, **extra)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
@@ -381,3 +386,65 @@ def enable_gradient_checkpointing(lm: LoadedModel) -> LoadedModel:
         layer.training = True  # the flag transformers checks; the layer's submodules (dropout) stay in eval mode
     lm.gradient_checkpointing = True
     return lm
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the engine needs to know about an architecture, read from its config and its ``forward`` signature
+    rather than assumed (see :func:`capabilities`)."""
+
+    #: ``forward`` takes ``position_ids`` by name (ALiBi models such as BLOOM compute positions from the mask)
+    position_ids: bool
+    #: the first position's number (RoBERTa family: ``pad_token_id + 1``), also taken off the maximum length
+    position_offset: int
+    #: how positions enter: ``absolute`` (a learned table), ``rotary``, ``alibi`` or ``relative`` (T5's buckets)
+    positions: str
+    #: the final logits are ``c * tanh(logits / c)`` (Gemma 2), else None
+    softcap: float | None
+    #: the name under which the base model takes a key/value cache, or None
+    cache_arg: str | None
+
+
+def capabilities(lm: LoadedModel) -> Capabilities:
+    """The architecture's :class:`Capabilities`, detected once per model."""
+    import inspect
+
+    known = getattr(lm, "_capabilities", None)
+    if known is not None:
+        return known
+    model, config = lm.model, lm.model.config
+    base = getattr(model, model.base_model_prefix, None) or model
+    params = inspect.signature(base.forward).parameters
+    model_type = getattr(config, "model_type", "")
+    offset = 0
+    if "roberta" in model_type or model_type in ("camembert", "longformer", "xmod", "data2vec-text"):
+        offset = (config.pad_token_id or 0) + 1
+    if getattr(config, "alibi", False) or model_type in ("bloom", "mpt"):
+        positions = "alibi"
+    elif getattr(config, "relative_attention_num_buckets", None):
+        positions = "relative"
+    elif getattr(config, "rope_theta", None) or getattr(config, "rope_parameters", None) or getattr(config, "rotary_pct", None):
+        positions = "rotary"
+    else:
+        positions = "absolute"
+    cache_arg = "cache" if "cache" in params else ("past_key_values" if "past_key_values" in params else None)
+    lm._capabilities = caps = Capabilities(position_ids="position_ids" in params, position_offset=offset,
+                                           positions=positions, softcap=getattr(config, "final_logit_softcapping", None),
+                                           cache_arg=cache_arg)  # fmt: skip
+    return caps
+
+
+class CappedHead(torch.nn.Module):
+    """An output head followed by logit capping (tanh), as the model's own ``forward`` applies it."""
+
+    def __init__(self, head: torch.nn.Module, cap: float):
+        super().__init__()
+        self.head, self.cap = head, cap
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.head(hidden) / self.cap) * self.cap
+
+
+def capped_head(head: torch.nn.Module | None, cap: float | None) -> torch.nn.Module | None:
+    """``head`` with logit capping where the architecture caps its logits (else ``head`` itself)."""
+    return CappedHead(head, cap) if head is not None and cap else head

@@ -7,6 +7,12 @@ Scoring contract (rank classification, as lm-evaluation-harness's ``loglikelihoo
   words, a multi-token word scoring the sum of its tokens' log-probabilities; for fact retrieval, log-probabilities
   over the whole vocabulary at the answer position.
 * The space before the answer belongs to the answer (see :mod:`promptopt.engine.inputs`).
+* Scoring rules (:class:`ScoringRule`, the task spec's ``scoring`` or ``--scoring``), the same for every method:
+  ``loglik`` as above; ``norm_token`` and ``norm_char`` divide each label word's log-likelihood by its number of
+  tokens or of characters (with the leading space; lm-evaluation-harness's ``acc_norm``) before pooling words;
+  ``calibrated`` (contextual calibration, Zhao et al. 2021) subtracts from each example's class scores the class
+  log-probabilities (normalised over the classes) of a content-free input, every field ``"N/A"``, scored with the
+  same prompt and vectors in the same batch.
 
 Vocabulary logits are computed only at the positions where the answer is read, never at every position. Evaluation
 runs in ``inference_mode``, longest examples first (an out-of-memory error shows on the first batch) so that
@@ -17,6 +23,7 @@ front of the first field) is computed once per batch and its keys/values are sha
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,11 +38,26 @@ from promptopt.data.tasks import Example, TaskKind, TaskSpec
 from promptopt.engine.inputs import (Batch, Encoded, Encoder, VectorLayout, cache_argument, collate, embed,
                                      position_offset)  # fmt: skip
 from promptopt.engine.metrics import compute_metrics
-from promptopt.engine.model import LoadedModel, ModelKind
+from promptopt.engine.model import LoadedModel, ModelKind, capabilities, capped_head
 
 log = logging.getLogger(__name__)
 
 MIN_SHARED_PREFIX = 4
+CONTENT_FREE = "N/A"
+
+
+class ScoringRule(str, enum.Enum):
+    LOGLIK = "loglik"
+    NORM_TOKEN = "norm_token"
+    NORM_CHAR = "norm_char"
+    CALIBRATED = "calibrated"
+
+
+def scoring_rule(value) -> ScoringRule:
+    try:
+        return ScoringRule(value or ScoringRule.LOGLIK)
+    except ValueError:
+        raise PromptoptError(f"scoring rule {value!r} is not one of {[r.value for r in ScoringRule]}") from None
 
 
 @dataclass
@@ -43,6 +65,7 @@ class Verbalizer:
     labels: list[str]
     words: list[list[str]]
     ids: list[list[list[int]]]  # label -> word -> token ids
+    chars: list[list[int]] = field(default_factory=list)  # label -> word -> characters, leading space included
 
 
 @dataclass
@@ -52,6 +75,8 @@ class EvalResult:
     seconds: float
     examples_per_second: float
     n: int
+    #: the scoring rule (:class:`ScoringRule`) the class scores were computed with
+    scoring: str = ScoringRule.LOGLIK.value
 
     @property
     def score(self) -> float:
@@ -77,6 +102,7 @@ def _model_facts(lm: LoadedModel) -> _ModelFacts:
             head = model.get_output_embeddings()
         else:
             head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
+        head = capped_head(head, capabilities(lm).softcap)
         cache_arg = cache_argument(base) if base is not None else None
         facts = _ModelFacts(base=base, head=head, cache_arg=cache_arg)
         lm._scoring_facts = facts
@@ -94,19 +120,28 @@ class Scorer:
         padding_side: str | None = None,
         max_length: int | None = None,
         share_prefix: bool = True,
+        scoring: str | None = None,
+        chat_template: bool = False,
     ):
         if padding_side not in (None, "left", "right"):
             raise PromptoptError(f"padding side {padding_side!r} is not 'left' or 'right'")
         self.lm = lm
         self.task = task
+        self.scoring = scoring_rule(scoring or getattr(task, "scoring", None))
+        if self.scoring != ScoringRule.LOGLIK and task.kind == TaskKind.FACT_RETRIEVAL:
+            raise PromptoptError(f"scoring rule {self.scoring.value!r} applies to classification tasks; fact retrieval "
+                                 "ranks the vocabulary by log-probability")  # fmt: skip
         self.batch_size = batch_size
         self.side = padding_side or ("left" if lm.kind == ModelKind.CAUSAL else "right")
-        self.encoder = Encoder(lm, max_length)
+        self.encoder = Encoder(lm, max_length, chat_template)
         self.share_prefix = share_prefix and lm.kind == ModelKind.CAUSAL
         self.facts = _model_facts(lm)
         self._pos_offset = position_offset(lm)
         self._verbalizers: dict = {}
         self.compute = compute_counter(lm)  # every forward pass below is counted there
+        if lm.kind == ModelKind.SEQ2SEQ:  # logits come from the decoder: every read goes through the seq2seq path
+            self.facts.checked = True
+            self._logits_at = self._seq2seq_logits_at
         self._check_fast_paths()
 
     # -- model plumbing ------------------------------------------------------------------------------------------
@@ -151,10 +186,12 @@ class Scorer:
                     facts.notes.append(f"shared-prefix reuse unavailable: {e}")
                     facts.share_ok = False
         for note in facts.notes:
-            log.info("%s: %s", self.lm.name, note)
+            log.warning("%s: %s", self.lm.name, note)
 
     def _run_base(self, emb, mask, pos, cache=None):
-        kwargs = {"inputs_embeds": emb, "attention_mask": mask, "position_ids": pos}
+        kwargs = {"inputs_embeds": emb, "attention_mask": mask}
+        if capabilities(self.lm).position_ids:  # not for ALiBi models (BLOOM): they number positions from the mask
+            kwargs["position_ids"] = pos
         if cache is not None:
             kwargs[self.facts.cache_arg] = cache
             kwargs["use_cache"] = True
@@ -180,6 +217,15 @@ class Scorer:
             hidden = self._hidden_plain(encs, table)
         return facts.head(hidden).float()
 
+    def _seq2seq_logits_at(self, encs: list[Encoded], table) -> torch.Tensor:
+        """Encoder-decoder: the prompt (vectors and triggers included) is the encoder's input; the logits are the
+        decoder's at the read positions of its input (start token, then the answer's tokens but the last)."""
+        batch = collate(encs, self.encoder.pad_id, "right", self.lm.device)
+        decoder = torch.tensor([e.decoder for e in encs], dtype=torch.long, device=self.lm.device)
+        logits = self.lm.model(inputs_embeds=embed(self.lm, batch, table), attention_mask=batch.attention_mask,
+                               decoder_input_ids=decoder).logits  # fmt: skip
+        return _gather(logits, batch.read).float()
+
     def _hidden_plain(self, encs, table):
         batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
         out = self._run_base(embed(self.lm, batch, table), batch.attention_mask, batch.position_ids)
@@ -203,7 +249,7 @@ class Scorer:
     # -- verbalizer ---------------------------------------------------------------------------------------------
     def verbalizer(self, prompt: Prompt) -> Verbalizer:
         words = prompt.label_words or self.task.label_words
-        key = (self.encoder.answer_prefix(prompt), tuple((k, tuple(v)) for k, v in words.items()))
+        key = (self.encoder.answer_anchor(prompt), self.encoder.answer_prefix(prompt), tuple((k, tuple(v)) for k, v in words.items()))
         verb = self._verbalizers.get(key)
         if verb is None:
             missing = [lab for lab in self.task.label_words if lab not in words]
@@ -220,7 +266,8 @@ class Scorer:
                         raise PromptoptError(
                             f"label words {other[1]!r} (label {other[0]!r}) and {w!r} (label {lab!r}) are the same "
                             f"tokens {list(i)} for model {self.lm.name!r}; give the labels words that tokenize apart")  # fmt: skip
-            verb = self._verbalizers[key] = Verbalizer(labels, ws, ids)
+            chars = [[len(self.encoder.answer_prefix(prompt) + w) for w in wl] for wl in ws]
+            verb = self._verbalizers[key] = Verbalizer(labels, ws, ids, chars)
         return verb
 
     def answer_token(self, prompt: Prompt, answer: str) -> int | None:
@@ -232,29 +279,87 @@ class Scorer:
     def class_scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """``(N, C)`` class log-likelihoods; differentiable with respect to ``vectors`` when grad is enabled."""
         layout = VectorLayout.build(prompt, vectors)
+        rows = self._with_content_free(examples)
 
         def encode(**kwargs):
-            return [self.encoder.encode(prompt, ex.inputs, layout, **kwargs) for ex in examples]
+            return [self.encoder.encode(prompt, ex.inputs, layout, **kwargs) for ex in rows]
 
-        return self._class_scores(self.verbalizer(prompt), encode, lambda encs: self._logits_at(encs, layout.table))
+        scores = self._class_scores(self.verbalizer(prompt), encode, lambda encs: self._logits_at(encs, layout.table))
+        return self._calibrate(scores.unsqueeze(0), len(examples))[0]
+
+    def _with_content_free(self, examples: list[Example]) -> list[Example]:
+        """``examples``, and for the calibrated rule the content-free input after them."""
+        if self.scoring != ScoringRule.CALIBRATED:
+            return list(examples)
+        return [*examples, Example(inputs={f: CONTENT_FREE for f in self.task.inputs}, label="", source="content-free")]
+
+    def _calibrate(self, scores: torch.Tensor, n: int) -> torch.Tensor:
+        """``(P, rows, C)`` scores to ``(P, n, C)``: under the calibrated rule, less the content-free row's class
+        log-probabilities (the last row); otherwise unchanged."""
+        if self.scoring != ScoringRule.CALIBRATED:
+            return scores
+        return scores[:, :n] - torch.log_softmax(scores[:, n:], dim=-1)
+
+    def choice_scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
+        """``(N, K)`` multiple choice: the log-likelihood of each example's K choices as the answer (each tokenized
+        as the continuation of the prompt, like a label word), under the scoring rule; differentiable as
+        :meth:`class_scores`. Every example of a call must have the same number of choices."""
+        counts = {len(ex.choices) for ex in examples}
+        if len(counts) != 1 or 0 in counts:
+            raise PromptoptError(f"multiple choice: every example of a batch needs the same number of choices, got {sorted(counts)}")
+        layout = VectorLayout.build(prompt, vectors)
+        scores = self._choice_scores(prompt, examples, layout)
+        if self.scoring == ScoringRule.CALIBRATED:  # the same choices after a content-free input
+            free = [Example(inputs={f: CONTENT_FREE for f in self.task.inputs}, label="0", choices=ex.choices)
+                    for ex in examples]  # fmt: skip
+            scores = scores - torch.log_softmax(self._choice_scores(prompt, free, layout), dim=-1)
+        return scores
+
+    def _choice_scores(self, prompt: Prompt, examples: list[Example], layout: VectorLayout) -> torch.Tensor:
+        prefix = self.encoder.answer_prefix(prompt)
+        rows = [(i, j, self.encoder.answer_ids(prompt, c), len(prefix + c))
+                for i, ex in enumerate(examples) for j, c in enumerate(ex.choices)]  # fmt: skip
+        by_length: dict[int, list] = {}
+        for row in rows:
+            by_length.setdefault(len(row[2]), []).append(row)
+        parts, where = [], []
+        for m, group in by_length.items():  # rows read the same number of positions in one pass
+            if self.lm.kind != ModelKind.MASKED:
+                encs = [self.encoder.encode(prompt, examples[i].inputs, layout, continuation=ids) for i, _, ids, _ in group]
+            else:
+                encs = [self.encoder.encode(prompt, examples[i].inputs, layout, answer_len=m) for i, _, _, _ in group]
+            logp = torch.log_softmax(self._logits_at(encs, layout.table), dim=-1)
+            target = torch.tensor([ids for _, _, ids, _ in group], device=logp.device)
+            total = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1)
+            if self.scoring == ScoringRule.NORM_TOKEN:
+                total = total / m
+            elif self.scoring == ScoringRule.NORM_CHAR:
+                total = total / torch.tensor([chars for *_, chars in group], device=total.device, dtype=total.dtype)
+            parts.append(total)
+            where.extend((i, j) for i, j, _, _ in group)
+        flat = torch.cat(parts)
+        out = flat.new_zeros((len(examples), len(examples[0].choices)))
+        index = torch.tensor([i * out.shape[1] + j for i, j in where], device=flat.device)
+        return out.flatten().index_put((index,), flat).view_as(out)
 
     def _class_scores(self, verb: Verbalizer, encode, logits_at) -> torch.Tensor:
         """Class log-likelihoods of the rows ``encode(**kwargs)`` gives, with logits from ``logits_at(encs)``."""
         first = torch.log_softmax(logits_at(encode())[:, 0], dim=-1)  # (rows, V)
         per_label = []
-        for word_ids in verb.ids:
+        for word_ids, word_chars in zip(verb.ids, verb.chars):
             word_scores = []
-            for ids in word_ids:
+            for ids, chars in zip(word_ids, word_chars):
+                length = {ScoringRule.NORM_TOKEN: len(ids), ScoringRule.NORM_CHAR: chars}.get(self.scoring, 1)
                 if len(ids) == 1:
-                    word_scores.append(first[:, ids[0]])
+                    word_scores.append(first[:, ids[0]] / length)
                     continue
-                if self.lm.kind == ModelKind.CAUSAL:
+                if self.lm.kind != ModelKind.MASKED:
                     encs = encode(continuation=ids)
                 else:
                     encs = encode(answer_len=len(ids))
                 logp = torch.log_softmax(logits_at(encs), dim=-1)  # (rows, m, V)
                 target = torch.tensor(ids, device=logp.device).expand(logp.shape[0], -1)
-                word_scores.append(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1))
+                word_scores.append(logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1) / length)
             per_label.append(torch.logsumexp(torch.stack(word_scores, dim=-1), dim=-1))
         return torch.stack(per_label, dim=-1)
 
@@ -269,15 +374,19 @@ class Scorer:
         if self.task.kind == TaskKind.CLASSIFICATION:
             labels = self.verbalizer(prompt).labels
             return torch.tensor([labels.index(ex.label) for ex in examples], device=self.lm.device)
+        if self.task.kind == TaskKind.MULTIPLE_CHOICE:
+            return torch.tensor([int(ex.label) for ex in examples], device=self.lm.device)
         ids = [self.answer_token(prompt, ex.label) for ex in examples]
         if any(i is None for i in ids):
             raise PromptoptError("a fact-retrieval answer is not a single token; filter with usable_examples()")
         return torch.tensor(ids, device=self.lm.device)
 
     def scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
-        """Class scores or vocabulary log-probabilities, by the task's kind."""
+        """Class scores, choice scores or vocabulary log-probabilities, by the task's kind."""
         if self.task.kind == TaskKind.CLASSIFICATION:
             return self.class_scores(prompt, examples, vectors)
+        if self.task.kind == TaskKind.MULTIPLE_CHOICE:
+            return self.choice_scores(prompt, examples, vectors)
         return self.vocab_logprobs(prompt, examples, vectors)
 
     def loss(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
@@ -298,7 +407,11 @@ class Scorer:
         """
         if not prompts:
             raise PromptoptError("scores_many needs at least one prompt")
+        if self.task.kind == TaskKind.MULTIPLE_CHOICE:  # every example has its own answers: one prompt at a time
+            return torch.stack([self.choice_scores(p, examples, vectors) for p in prompts])
         classification = self.task.kind == TaskKind.CLASSIFICATION
+        n = len(examples)
+        examples = self._with_content_free(examples)
         verb = self.verbalizer(prompts[0]) if classification else None
         if classification and any(self.verbalizer(p).ids != verb.ids for p in prompts[1:]):
             raise PromptoptError("scores_many: every prompt must use the same label words and answer prefix")
@@ -324,9 +437,8 @@ class Scorer:
         def logits_at(encs):
             return self._logits_per_example_prefix(encs, table, len(examples))
 
-        n = len(examples)
         if classification:
-            return self._class_scores(verb, encode, logits_at).view(len(prompts), n, -1)
+            return self._calibrate(self._class_scores(verb, encode, logits_at).view(len(prompts), len(examples), -1), n)
         return torch.log_softmax(logits_at(encode())[:, 0], dim=-1).view(len(prompts), n, -1)
 
     def losses(self, prompts: list[Prompt], examples: list[Example], vectors=None) -> torch.Tensor:
@@ -410,7 +522,7 @@ class Scorer:
 
     def usable_examples(self, prompt: Prompt, examples: list[Example]) -> list[Example]:
         """Fact retrieval keeps facts whose answer is one token of this model's vocabulary (as LAMA does)."""
-        if self.task.kind == TaskKind.CLASSIFICATION:
+        if self.task.kind != TaskKind.FACT_RETRIEVAL:
             return list(examples)
         return [ex for ex in examples if self.answer_token(prompt, ex.label) is not None]
 
@@ -439,18 +551,21 @@ class Scorer:
         # data parallel: batch b (longest first) on process b mod N, so every process gets long and short ones
         batches = list(self.batches(prompt, usable, encoded))[distributed.rank()::distributed.world_size()]
         bar = _progress(progress, sum(map(len, batches)))
-        classification = self.task.kind == TaskKind.CLASSIFICATION
-        labels = self.verbalizer(prompt).labels if classification else None
+        classification = self.task.kind != TaskKind.FACT_RETRIEVAL
+        choice = self.task.kind == TaskKind.MULTIPLE_CHOICE
+        labels = self.verbalizer(prompt).labels if classification and not choice else None
         with torch.inference_mode():
             for idx in batches:
                 batch = [usable[i] for i in idx]
                 scores = self.scores(prompt, batch).float().cpu()
+                _check_finite(scores, batch)
                 for j, i in enumerate(idx):
                     ex = usable[i]
                     if classification:
                         best = int(scores[j].argmax())
-                        preds[i] = labels[best]
-                        detail = {"scores": {lab: round(float(s), 5) for lab, s in zip(labels, scores[j])}}
+                        names = [str(k) for k in range(len(ex.choices))] if choice else labels
+                        preds[i] = names[best]
+                        detail = {"scores": {lab: round(float(s), 5) for lab, s in zip(names, scores[j])}}
                     else:
                         top = torch.topk(scores[j], top_k)
                         tokens = [self.encoder.tokenizer.decode([t]).strip() for t in top.indices.tolist()]
@@ -478,7 +593,16 @@ class Scorer:
         truncated = sum(1 for e in encoded if e.truncated)
         if truncated:
             metrics["truncated_examples"] = truncated
-        return EvalResult(metrics, rows, seconds, len(usable) / max(seconds, 1e-9), len(usable))
+        return EvalResult(metrics, rows, seconds, len(usable) / max(seconds, 1e-9), len(usable), self.scoring.value)
+
+
+def _check_finite(scores: torch.Tensor, batch: list[Example]) -> None:
+    """Stop on NaN or infinite scores (an overflow in float16, broken weights), naming the batch's examples."""
+    bad = (~torch.isfinite(scores)).flatten(1).any(-1).nonzero().flatten().tolist() if scores.numel() else []
+    if bad:
+        where = ", ".join(batch[i].source or f"row {i}" for i in bad[:4]) + (", ..." if len(bad) > 4 else "")
+        raise PromptoptError(f"the model gave NaN or infinite scores for {len(bad)} of the {len(batch)} examples of a "
+                             f"batch ({where}); try --dtype float32")  # fmt: skip
 
 
 def check_tolerance(dtype: torch.dtype) -> dict:

@@ -57,6 +57,8 @@ class RunOptions:
     device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on a GPU and on a CPU with native bf16, else float32)"})
     padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)", "choices": ["left", "right"]})  # fmt: skip
+    chat_template: bool = field(default=False, metadata={"help": "wrap each filled-in prompt in the tokenizer's chat template as the user's turn; the answer is read where the assistant's turn starts"})
+    scoring: str | None = field(default=None, metadata={"help": "class scoring rule for the method and the evaluation: loglik, norm_token, norm_char (acc_norm) or calibrated (default: the task spec's, else loglik)", "choices": ["loglik", "norm_token", "norm_char", "calibrated"]})  # fmt: skip
     device_map: str | None = field(default=None, metadata={"help": "auto, balanced or sequential: spread the model over devices (Accelerate)", "choices": ["auto", "balanced", "sequential"]})  # fmt: skip
     quantize: str | None = field(default=None, metadata={"help": "8bit or 4bit: load the frozen model quantized by bitsandbytes (CUDA)", "choices": ["8bit", "4bit"]})  # fmt: skip
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward pass (less memory for long inputs)"})
@@ -186,10 +188,10 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         return reused
     out = session.out
     # the method sees the task with its reported split withheld: task.load_split(eval split) raises
-    task = dataclasses.replace(task, withheld=(described["eval_split"],))
+    task = dataclasses.replace(task, withheld=(described["eval_split"],), scoring=opts.scoring or task.scoring)
     # with --label-search every method and the final evaluation score with the found words: they become the task's own
-    scorer, label_search = label_search_step(Scorer(lm, task, batch_size=opts.batch_size,
-                                                    padding_side=opts.padding_side), data, templates, opts)  # fmt: skip
+    scorer, label_search = label_search_step(Scorer(lm, task, batch_size=opts.batch_size, padding_side=opts.padding_side,
+                                                    chat_template=opts.chat_template), data, templates, opts)  # fmt: skip
     task = scorer.task
     resolved = {
         "method": opts.method,
@@ -203,6 +205,8 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         "train": cfg.to_dict(train_config),
         "batch_size": opts.batch_size,
         "padding_side": scorer.side,
+        "scoring": scorer.scoring.value,
+        "chat_template": opts.chat_template,
         "budget_flops": opts.budget_flops,
         **environment(lm),
     }
@@ -275,6 +279,8 @@ def run_fingerprint(opts: RunOptions, lm: LoadedModel, task: TaskSpec, templates
         "data": {"select_split": described["select_split"], "eval_split": described["eval_split"], **described["ids"]},
         "label_search": [opts.label_k, opts.label_examples, opts.label_candidates] if opts.label_search else None,
         "budget_flops": opts.budget_flops,
+        "scoring": opts.scoring or task.scoring,
+        "chat_template": opts.chat_template,
         "promptopt": __version__,
     }
 
@@ -327,7 +333,7 @@ def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where, allow_other_model:
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
                     max_eval: int | None = None, seed: int = 0, batch_size: int = 16, lm: LoadedModel | None = None,
                     device: str | None = None, progress: bool = True, allow_other_model: bool = False,
-                    dtype: str | None = None):  # fmt: skip
+                    dtype: str | None = None, scoring: str | None = None):  # fmt: skip
     """Re-score a saved prompt on a task split with the same engine; returns an EvalResult.
 
     ``max_eval`` samples the split as a run samples its reported split, ``seed`` playing ``--eval-seed``: with the
@@ -340,7 +346,8 @@ def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev"
     lm = lm or load_model(model or prompt.meta.get("model"), device=device, dtype=dtype)
     check_prompt_fits(prompt, lm, prompt_dir, allow_other_model)
     examples = sample(spec.load_split(split), max_eval, seed, "eval")
-    return Scorer(lm, spec, batch_size=batch_size).evaluate(prompt, examples, progress=split if progress else False)
+    scorer = Scorer(lm, spec, batch_size=batch_size, scoring=scoring)
+    return scorer.evaluate(prompt, examples, progress=split if progress else False)
 
 
 __all__ = ["DEFAULT_MODEL", "RunOptions", "evaluate_prompt", "run"]

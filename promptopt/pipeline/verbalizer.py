@@ -240,7 +240,8 @@ def label_search_step(scorer, data: dict, templates: list[str], opts):
              "template": templates[0], "fitted_on": len(fit_on), "task_label_words": scorer.task.label_words,
              "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
     task = dataclasses.replace(scorer.task, label_words=words)
-    return Scorer(scorer.lm, task, batch_size=scorer.batch_size, padding_side=scorer.side), found
+    return Scorer(scorer.lm, task, batch_size=scorer.batch_size, padding_side=scorer.side,
+                  chat_template=scorer.encoder.chat is not None), found
 
 
 def log_label_search(ctx, resolved: dict) -> None:
