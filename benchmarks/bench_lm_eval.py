@@ -4,7 +4,9 @@ Both sides score rank classification as ``loglikelihood`` requests: for every ex
 front of ``{answer}`` and one continuation per label word (``" negative"``, ``" positive"`` for SST-2). The peer is
 lm-evaluation-harness's ``HFLM`` (the class behind ``lm_eval --model hf``) on the same Hugging Face folder (for the
 default model, the cached float32 copy promptopt made from the GGUF file), at the same dtype, fed the requests that
-its own tasks build; ours is promptopt's ``Scorer`` with the task's template.
+its own tasks build; ours is promptopt's ``Scorer`` with the task's template. A multiple-choice task (e.g.
+``tiny-choice``) gives each example's choices as its continuations; ``--scoring norm_char`` divides each on both
+sides by its length in characters (lm-eval's ``acc_norm``).
 
 First both sides must compute the same numbers: per-request log-likelihoods are compared in float32 on
 ``--check-n`` examples (to 1e-4; the script stops if they differ). Then each side is timed over the same ``--n``
@@ -19,6 +21,7 @@ description) or ``demos`` (4 labelled training examples, 2 per class, seeded, re
     python benchmarks/bench_lm_eval.py --task sst2 --dtype float32 --out runs/bench/lm_eval_f32.json
     python benchmarks/bench_lm_eval.py --task sst2 --dtype bfloat16 --defaults --out runs/bench/lm_eval_bf16.json
     python benchmarks/bench_lm_eval.py --task sst2 --prefix demos --n 256 --out runs/bench/lm_eval_demos.json
+    python benchmarks/bench_lm_eval.py --task tiny-choice --split test --scoring norm_char --check-n 0
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``: lm_eval).
 """
@@ -53,20 +56,20 @@ def model_folder(name: str | None) -> str:
 
 
 def build(task, template: str, examples, prefix_block: str):
-    """``(contexts, continuations)``: the loglikelihood requests of every example, label words in task order."""
-    from promptopt.data.prompt import Prompt
-    from promptopt.engine.inputs import Encoder
-
+    """``(contexts, continuations)``: the loglikelihood requests of every example (one list of continuations per
+    example: the label words in task order, or a multiple-choice example's choices)."""
     context_template = template.split("{answer}")[0]
-    space = Encoder.answer_prefix(Prompt.from_template(template))
-    words = [task.label_words[lab][0] for lab in task.labels]
-    contexts = []
+    before = context_template.rstrip(" ")
+    space = "" if before.endswith(("\n", "\t")) else " "  # the space before the answer belongs to the answer
+    words = [task.label_words[lab][0] for lab in task.labels] if task.kind.value == "classification" else None
+    contexts, continuations = [], []
     for ex in examples:
         text = context_template
         for field, value in ex.inputs.items():
             text = text.replace("{" + field + "}", value)
         contexts.append(prefix_block + text.rstrip(" "))
-    return contexts, [space + w for w in words]
+        continuations.append([space + w for w in (words or ex.choices)])
+    return contexts, continuations
 
 
 def demo_block(task, template: str, seed: int = 0) -> str:
@@ -88,31 +91,41 @@ def demo_block(task, template: str, seed: int = 0) -> str:
     return "\n\n".join(parts) + "\n\n"
 
 
-def ours(lm, task, template, examples, batch_size):
-    """Class scores ``(N, C)`` in example order, and seconds."""
+def ours(lm, task, template, examples, batch_size, scoring=None):
+    """Class (or choice) scores ``(N, C)`` in example order, and seconds."""
     from promptopt.data.prompt import Prompt
     from promptopt.engine import Scorer
 
     prompt = Prompt.from_template(template)
-    scorer = Scorer(lm, task, batch_size=batch_size)
+    scorer = Scorer(lm, task, batch_size=batch_size, scoring=scoring)
     start = time.perf_counter()
-    out = torch.empty(len(examples), len(task.labels))
+    out = None
     with torch.inference_mode():
         for idx in scorer.batches(prompt, examples):
-            out[torch.tensor(idx)] = scorer.class_scores(prompt, [examples[i] for i in idx]).float().cpu()
+            got = scorer.scores(prompt, [examples[i] for i in idx]).float().cpu()
+            out = torch.empty(len(examples), got.shape[1]) if out is None else out
+            out[torch.tensor(idx)] = got
     return out, time.perf_counter() - start
 
 
-def peer(hflm, contexts, continuations):
-    """lm-eval's log-likelihoods ``(N, C)``, and seconds."""
+def peer(hflm, contexts, continuations, scoring=None):
+    """lm-eval's log-likelihoods ``(N, C)``, and seconds; with ``norm_char`` divided by the continuation's length
+    in characters, as its ``acc_norm`` does."""
     from lm_eval.api.instance import Instance
 
-    requests = [Instance("loglikelihood", {}, (ctx, cont), i * len(continuations) + j)
-                for i, ctx in enumerate(contexts) for j, cont in enumerate(continuations)]  # fmt: skip
+    requests = [Instance("loglikelihood", {}, (ctx, cont), len(conts) * i + j)
+                for i, (ctx, conts) in enumerate(zip(contexts, continuations)) for j, cont in enumerate(conts)]  # fmt: skip
     start = time.perf_counter()
     got = hflm.loglikelihood(requests, disable_tqdm=True)
     seconds = time.perf_counter() - start
-    return torch.tensor([g[0] for g in got]).view(len(contexts), len(continuations)), seconds
+    out = torch.tensor([g[0] for g in got]).view(len(contexts), -1)
+    if scoring == "norm_char":
+        out = out / torch.tensor([[len(c) for c in conts] for conts in continuations], dtype=out.dtype)
+    return out, seconds
+
+
+def gold(task, ex) -> int:
+    return int(ex.label) if task.kind.value == "multiple_choice" else task.labels.index(ex.label)
 
 
 def prompt_template(task, prefix_block: str) -> str:
@@ -127,7 +140,8 @@ def main():
     ap.add_argument("--task", default="sst2")
     ap.add_argument("--split", default="dev")
     ap.add_argument("--n", type=int, default=None, help="examples timed (default: the whole split)")
-    ap.add_argument("--check-n", type=int, default=64, help="examples checked equal in float32 first")
+    ap.add_argument("--check-n", type=int, default=64, help="examples checked equal in float32 first (0: all)")
+    ap.add_argument("--scoring", default=None, help="loglik (default) or norm_char (lm-eval's acc_norm) on both sides")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--peer-batch-sizes", default="32,64")
     ap.add_argument("--dtype", default="float32")
@@ -157,31 +171,35 @@ def main():
                     batch_size=batch_size)  # fmt: skip
 
     # 1. the same numbers, in float32
-    n_check = min(args.check_n, len(examples))
+    n_check = min(args.check_n or len(examples), len(examples))
     lm32 = load_model(folder, dtype="float32")
-    a, _ = ours(lm32, task, template, examples[:n_check], args.batch_size)
-    b, _ = peer(hf("float32", args.batch_size), contexts[:n_check], continuations)
+    a, _ = ours(lm32, task, template, examples[:n_check], args.batch_size, args.scoring)
+    b, _ = peer(hf("float32", args.batch_size), contexts[:n_check], continuations[:n_check], args.scoring)
     check = float((a - b).abs().max())
-    print(f"check: {n_check} examples x {len(continuations)} requests, max |ours - lm_eval| = {check:.2e}", flush=True)
+    golds = torch.tensor([gold(task, ex) for ex in examples])
+    check_acc = {"ours": float((a.argmax(-1) == golds[:n_check]).float().mean()),
+                 "peer": float((b.argmax(-1) == golds[:n_check]).float().mean())}  # fmt: skip
+    print(f"check: {n_check} examples, {a.numel()} requests, max |ours - lm_eval| = {check:.2e}, accuracy {check_acc}",
+          flush=True)  # fmt: skip
     if check > 1e-4:
         raise SystemExit(f"the two sides do not compute the same log-likelihoods (max difference {check:.3g})")
     del lm32
 
     # 2. throughput at the requested dtype: the sides alternate, --repeats times, the median of each is reported
     lm = load_model(folder, dtype=args.dtype)
-    ours(lm, task, template, examples[: args.batch_size], args.batch_size)  # warm-up
+    ours(lm, task, template, examples[: args.batch_size], args.batch_size, args.scoring)  # warm-up
     models = {int(x): hf(args.dtype, int(x)) for x in args.peer_batch_sizes.split(",")}
     for bs, model in models.items():
-        peer(model, contexts[:bs], continuations)  # warm-up
+        peer(model, contexts[:bs], continuations[:bs])  # warm-up
     ours_times, peer_times = [], {bs: [] for bs in models}
     for r in range(args.repeats):
         order = ["ours", *models] if r % 2 == 0 else [*models, "ours"]
         for side in order:
             if side == "ours":
-                scores, seconds = ours(lm, task, template, examples, args.batch_size)
+                scores, seconds = ours(lm, task, template, examples, args.batch_size, args.scoring)
                 ours_times.append(seconds)
             else:
-                got, seconds = peer(models[side], contexts, continuations)
+                got, seconds = peer(models[side], contexts, continuations, args.scoring)
                 peer_times[side].append(seconds)
                 if side == min(models):
                     peer_scores = got
@@ -191,14 +209,14 @@ def main():
     peers = {bs: statistics.median(t) for bs, t in peer_times.items()}
     best_bs = min(peers, key=peers.get)
     peer_s = peers[best_bs]
-    golds = torch.tensor([task.labels.index(ex.label) for ex in examples])
     ours_pred, peer_pred = scores.argmax(-1), peer_scores.argmax(-1)
     result = {
         "benchmark": "evaluation vs lm-evaluation-harness", "peer": "lm_eval HFLM.loglikelihood (lm_eval --model hf)",
         "lm_eval_version": __import__("lm_eval").__version__, "model": folder, "task": task.name, "split": args.split,
         "n": len(examples), "prefix": args.prefix, "prefix_tokens": len(lm.tokenizer(block)["input_ids"]) if block else 0,
         "dtype": args.dtype, "batch_size": args.batch_size, "peer_batch_size": best_bs,
-        "float32_check": {"examples": n_check, "max_abs_loglik_difference": check},
+        "scoring": args.scoring or "loglik",
+        "float32_check": {"examples": n_check, "max_abs_loglik_difference": check, "accuracy": check_acc},
         "ours_examples_per_s": len(examples) / ours_s, "peer_examples_per_s": len(examples) / peer_s,
         "peer_examples_per_s_by_batch": {bs: len(examples) / s for bs, s in peers.items()},
         "repeats": args.repeats, "seconds": {"ours": ours_times, "peer": peer_times},
@@ -215,10 +233,10 @@ def main():
         from promptopt.pipeline.runner import RunOptions
 
         lm, default_bs = load_model(folder), RunOptions.batch_size
-        ours(lm, task, template, examples[:default_bs], default_bs)
-        _, ours_default_s = ours(lm, task, template, examples, default_bs)
+        ours(lm, task, template, examples[:default_bs], default_bs, args.scoring)
+        _, ours_default_s = ours(lm, task, template, examples, default_bs, args.scoring)
         model = hf("auto", 1)
-        peer(model, contexts[:4], continuations)
+        peer(model, contexts[:4], continuations[:4])
         _, peer_default_s = peer(model, contexts, continuations)
         result["defaults"] = {
             "ours": {"dtype": str(lm.dtype).replace("torch.", ""), "batch_size": default_bs,

@@ -17,7 +17,8 @@ bench() {  # name, command...
     "$@" --out "$OUT/$name.json" > "$OUT/$name.log" 2>&1 || echo "FAILED: $name (see $OUT/$name.log)"
 }
 if [ "$only" = all ] || [ "$only" = eval ]; then
-    bench lm_eval_sst2_float32 $PY benchmarks/bench_lm_eval.py --task sst2 --dtype float32
+    bench lm_eval_sst2_float32 $PY benchmarks/bench_lm_eval.py --task sst2 --dtype float32 --check-n 0
+    bench lm_eval_choice_norm_char $PY benchmarks/bench_lm_eval.py --task tiny-choice --split test --scoring norm_char --check-n 0 --repeats 1
     bench lm_eval_sst2_bfloat16 $PY benchmarks/bench_lm_eval.py --task sst2 --dtype bfloat16 --defaults
     bench lm_eval_sst2_instruction_float32 $PY benchmarks/bench_lm_eval.py --task sst2 --prefix instruction --n 256 --dtype float32
     bench lm_eval_sst2_demos_bfloat16 $PY benchmarks/bench_lm_eval.py --task sst2 --prefix demos --n 256 --dtype bfloat16

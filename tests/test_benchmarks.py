@@ -40,10 +40,12 @@ def test_soft_step_benchmark_on_task_batches_compares_peft_on_the_same_batches(t
     assert got["ratio_peft_last_logit_same_batches_over_promptopt"] > 0
 
 
-def test_lm_eval_benchmark_first_checks_both_sides_give_the_same_loglikelihoods(tiny_model_dirs, tmp_path):
+@pytest.mark.parametrize("task", [("tiny-reviews", "--prefix", "demos"), ("tiny-choice", "--scoring", "norm_char")])
+def test_lm_eval_benchmark_first_checks_both_sides_give_the_same_loglikelihoods(tiny_model_dirs, tmp_path, task):
     if importlib.util.find_spec("lm_eval") is None:
         pytest.skip("lm_eval is not installed (pip install -e '.[bench]')")
-    got = bench("bench_lm_eval.py", "--model", tiny_model_dirs["causal"], "--task", "tiny-reviews", "--split", "dev",
-                "--check-n", "8", "--batch-size", "4", "--peer-batch-sizes", "4", "--prefix", "demos", tmp_path=tmp_path)  # fmt: skip
+    got = bench("bench_lm_eval.py", "--model", tiny_model_dirs["causal"], "--task", task[0], "--split", "dev",
+                "--check-n", "8", "--batch-size", "4", "--peer-batch-sizes", "4", "--repeats", "1", *task[1:],
+                tmp_path=tmp_path)  # fmt: skip
     assert got["float32_check"]["max_abs_loglik_difference"] < 1e-4
-    assert got["predictions_differing"] == 0 and got["prefix_tokens"] > 0
+    assert got["predictions_differing"] == 0 and (got["prefix_tokens"] > 0) == (got["prefix"] == "demos")
