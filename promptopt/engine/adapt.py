@@ -2,14 +2,14 @@
 prefix), applied only while the run scores and removed afterwards, so that the model a suite shares stays
 bit-identical for the next run.
 
-* :class:`ModelEdit`: new values for some of the model's parameters, each either a replacement (``replace``:
-  fine-tuning) or a low-rank update ``W + B @ A`` (``low_rank``: LoRA, the scale folded into ``B``).
+* :class:`ModelEdit`: new values for some of the model's parameters, each either a replacement (``replace``)
+  or a low-rank update ``W + B @ A`` (``low_rank``, any scale folded into ``B``).
   :meth:`ModelEdit.applied` puts them in place for the duration of a ``with`` block: the model's own parameter
   objects are set aside (not modified) and put back afterwards. A saved prompt directory holds the edit as
   ``model_edit.safetensors``; the run writes it and ``promptopt eval`` applies it.
 * :func:`swapped_parameters`: the mechanism underneath, also what a training method uses to run the model with
   trainable tensors in place of some of its parameters (the model's parameters stay frozen and untouched).
-* Deep prefixes (prefix tuning, P-tuning v2) are per-layer keys and values in front of every input, a
+* Deep prefixes are per-layer keys and values in front of every input, a
   ``(layers, 2, kv_heads, n, head_dim)`` tensor held by :attr:`promptopt.data.prompt.Prompt.prefix`;
   :func:`prefix_shape` gives that shape for a model and :func:`prefix_kv` the per-layer pairs for a batch.
 """
