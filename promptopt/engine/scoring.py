@@ -170,8 +170,6 @@ class Scorer:
         """Vocabulary logits (float32) at each example's read positions: ``(B, R, V)``."""
         facts = self.facts
         if facts.head is None:
-            if self._prefix is not None:
-                raise PromptoptError(f"{self.lm.name}: a deep prefix needs the answer-only path ({facts.notes})")
             batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
             emb = embed(self.lm, batch, table)
             logits = self.lm.model(inputs_embeds=emb, attention_mask=batch.attention_mask,
@@ -209,6 +207,8 @@ class Scorer:
         self._prefix = prompt.prefix
         if prompt.prefix is not None:
             check_prefix(self.lm, prompt.prefix)
+            if self.facts.head is None:  # the full-logits path calls the model without the cache
+                raise PromptoptError(f"{self.lm.name}: a deep prefix needs the answer-only path ({self.facts.notes})")
 
     # -- verbalizer ---------------------------------------------------------------------------------------------
     def verbalizer(self, prompt: Prompt) -> Verbalizer:
