@@ -383,20 +383,24 @@ def generate(text, prompt_dir, fields, model, max_new_tokens, temperature, seed,
 @click.option("--prompt", "prompt_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Adapter directory to write.")
 @click.option("--model", default=None, help="Base model named in the adapter (default: the prompt's model).")
-def export_peft_cmd(prompt_dir, output, model):
-    """Write a saved prompt (vectors in front) as a PEFT prompt-tuning adapter directory."""
+@click.option("--peft-type", default=None, type=click.Choice(["PROMPT_TUNING", "P_TUNING"], case_sensitive=False),
+              help="For vectors in front: the PEFT kind (default: P_TUNING for a P-tuning prompt, else PROMPT_TUNING).")  # fmt: skip
+def export_peft_cmd(prompt_dir, output, model, peft_type):
+    """Write a saved prompt as a PEFT adapter directory: prompt tuning or P-tuning (vectors in front), prefix
+    tuning (a deep prefix) or LoRA (a low-rank model edit)."""
     from promptopt.interop.peft import export_peft
 
-    click.echo(f"written: {export_peft(prompt_dir, output, model=model)}")
+    click.echo(f"written: {export_peft(prompt_dir, output, model=model, peft_type=peft_type)}")
 
 
 @cli.command("import-peft")
 @click.argument("adapter_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--output", required=True, type=click.Path(file_okay=False), help="Prompt directory to write.")
-@click.option("-t", "--template", default=None, help="Template starting with the adapter's [P*n] (default: the one "
-              "saved by export-peft, else '[P*n]{text}{answer}').")  # fmt: skip
+@click.option("-t", "--template", default=None, help="Template: for vectors, starting with the adapter's [P*n]; for a "
+              "prefix or LoRA, without slots (default: the one saved by export-peft, else '[P*n]{text}{answer}' or "
+              "'{text}{answer}').")  # fmt: skip
 def import_peft_cmd(adapter_dir, output, template):
-    """Turn a PEFT prompt-tuning adapter directory into a promptopt prompt directory."""
+    """Turn a PEFT adapter directory (prompt tuning, P-tuning, prefix tuning, LoRA) into a promptopt prompt directory."""
     from promptopt.interop.peft import import_peft
 
     click.echo(f"written: {import_peft(adapter_dir, output, template=decode_escapes(template) if template else None)}")

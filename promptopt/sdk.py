@@ -14,12 +14,14 @@ from promptopt.data.history import Evaluation, SearchIteration, TrainStep, read_
 from promptopt.data.state import ResumableState, first_difference
 from promptopt.data.prompt import Prompt, Segment, SegmentKind, decode_escapes, parse_template
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
+from promptopt.engine.adapt import ModelEdit, model_kv, prefix_shape, swapped_parameters
 from promptopt.engine.model import LoadedModel, load_model
 from promptopt.engine.scoring import EvalResult, Scorer
 from promptopt.engine.train import BatchStream, FitResult, PromptVectors, TrainConfig, fit
 from promptopt.errors import ConfigError, DataError, PromptoptError, TemplateError, enum_value
 from promptopt.hookspecs import hookimpl
 from promptopt.pipeline import config
+from promptopt.pipeline.adapters import adapter_template, train_adapter
 from promptopt.pipeline.methods import NoConfig, OptimizeResult, PromptOptimizer, RunContext
 from promptopt.pipeline.results import RunResult, environment, peak_memory_mb, prepare_output
 from promptopt.pipeline.session import RunSession
@@ -67,6 +69,7 @@ from promptopt.plugins import get_plugin_manager, get_task
 from promptopt.report.continual import render_continual
 
 __all__ = [
+    "ModelEdit", "adapter_template", "train_adapter", "model_kv", "prefix_shape", "swapped_parameters",
     "RunSession", "check_label_search", "label_search_step", "taskset_context", "taskset_fingerprint",
     "taskset_result", "tell_evaluation",
     "Evaluation", "ResumableState", "SearchIteration", "TrainStep", "append_jsonl", "first_difference", "read_history",

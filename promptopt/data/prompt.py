@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 FORMAT_VERSION = 1
+PREFIX_FILE = "prefix.safetensors"
 
 
 class SegmentKind(str, enum.Enum):
@@ -166,7 +167,9 @@ class Prompt:
     """A prompt: segments plus the values of its soft segments and, optionally, its own label words.
 
     ``vectors`` maps a SOFT segment's name to a float tensor of shape ``(n, hidden_size)``. ``label_words`` overrides
-    the task's verbalizer (label -> words) when set, e.g. after a label-word search.
+    the task's verbalizer (label -> words) when set, e.g. after a label-word search. ``prefix``, when set, is a deep
+    prompt (prefix tuning, P-tuning v2): per-layer keys and values in front of every input, a float tensor of shape
+    ``(layers, 2, kv_heads, n, head_dim)`` (see :mod:`promptopt.engine.adapt`), saved as ``prefix.safetensors``.
     """
 
     segments: list[Segment]
@@ -174,6 +177,7 @@ class Prompt:
     label_words: dict[str, list[str]] | None = None
     template: str | None = None
     meta: dict = field(default_factory=dict)
+    prefix: "torch.Tensor | None" = None
 
     @classmethod
     def from_template(cls, template: str, **kwargs) -> "Prompt":
@@ -251,6 +255,11 @@ class Prompt:
 
             with atomic_path(directory / "vectors.safetensors") as tmp:
                 save_file({k: v.detach().cpu().contiguous() for k, v in self.vectors.items()}, str(tmp))
+        if self.prefix is not None:
+            from safetensors.torch import save_file
+
+            with atomic_path(directory / PREFIX_FILE) as tmp:
+                save_file({"prefix": self.prefix.detach().to("cpu", _float32()).contiguous()}, str(tmp))
         write_json(
             directory / "prompt.json",
             {
@@ -261,6 +270,7 @@ class Prompt:
                 "label_words": self.label_words,
                 "vector_segments": sorted(self.vectors),
                 "meta": self.meta,
+                **({"prefix": list(self.prefix.shape)} if self.prefix is not None else {}),
             },
         )
         return directory
@@ -303,7 +313,25 @@ class Prompt:
             label_words=obj.get("label_words"),
             template=obj.get("template"),
             meta=obj.get("meta") or {},
+            prefix=_load_prefix(directory, path, obj.get("prefix")),
         )
+
+
+def _load_prefix(directory: Path, path: Path, shape):
+    if shape is None:
+        return None
+    from safetensors.torch import load_file
+
+    tensors_path = directory / PREFIX_FILE
+    if not tensors_path.exists():
+        raise PromptoptError(f"{path}: field 'prefix' names a deep prefix but {PREFIX_FILE} is missing")
+    try:
+        prefix = load_file(str(tensors_path)).get("prefix")
+    except Exception as e:  # safetensors raises its own SafetensorError (or OSError) on a cut file
+        raise PromptoptError(f"{tensors_path}: corrupt or truncated safetensors file ({e})") from None
+    if prefix is None or list(prefix.shape) != list(shape):
+        raise PromptoptError(f"{tensors_path}: no 'prefix' tensor of shape {shape} (field 'prefix' of {path.name})")
+    return prefix
 
 
 def _float32():

@@ -62,16 +62,18 @@ def generate(lm: LoadedModel, prompt: Prompt, inputs: dict[str, str], max_new_to
     rows: list[torch.Tensor] = []
     model = lm.model
     cache_arg = cache_argument(model) or "past_key_values"
+    deep = 0 if prompt.prefix is None else prompt.prefix.shape[-2]  # a deep prompt's keys/values come first
     with torch.inference_mode():
         cache = None
         for step in range(max_new_tokens):
             if step == 0 or not use_cache:
                 new = lm.embeddings(torch.tensor([ids], dtype=torch.long, device=lm.device)) if ids else None
                 emb = context if new is None else torch.cat([context, new.to(context.dtype)], dim=1)
-                length = emb.shape[1]
-                pos = torch.arange(length, device=lm.device).unsqueeze(0) + position_offset(lm)
+                length = emb.shape[1] + deep
+                pos = torch.arange(deep, length, device=lm.device).unsqueeze(0) + position_offset(lm)
+                first = {cache_arg: _prefix_cache(prompt.prefix, emb)} if deep else {}
                 out = model(inputs_embeds=emb, attention_mask=torch.ones((1, length), dtype=torch.long, device=lm.device),
-                            position_ids=pos, use_cache=use_cache)  # fmt: skip
+                            position_ids=pos, use_cache=use_cache or bool(deep), **first)  # fmt: skip
             else:
                 length += 1
                 pos = torch.tensor([[length - 1 + position_offset(lm)]], device=lm.device)
@@ -90,3 +92,15 @@ def generate(lm: LoadedModel, prompt: Prompt, inputs: dict[str, str], max_new_to
                 break
     shown = ids[:-1] if stop_at_eos and ids and ids[-1] == eos else ids
     return Generation(text=lm.tokenizer.decode(shown), ids=ids, logits=rows)
+
+
+def _prefix_cache(prefix: torch.Tensor, emb: torch.Tensor):
+    from transformers import DynamicCache
+
+    from promptopt.engine.adapt import prefix_kv
+
+    kv = prefix_kv(prefix, 1, emb.dtype, emb.device)
+    try:
+        return DynamicCache(ddp_cache_data=kv)
+    except TypeError:  # older transformers
+        return DynamicCache.from_legacy_cache(tuple(kv))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from promptopt.engine import distributed
+from promptopt.engine.adapt import check_prefix, prefix_kv
 from promptopt.engine.compute import compute_counter
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt
@@ -138,6 +139,7 @@ class Scorer:
         self.facts = _model_facts(lm)
         self._pos_offset = position_offset(lm)
         self._verbalizers: dict = {}
+        self._prefix = None  # the deep prefix of the prompt being scored (set by each public scoring call)
         self.compute = compute_counter(lm)  # every forward pass below is counted there
         if lm.kind == ModelKind.SEQ2SEQ:  # logits come from the decoder: every read goes through the seq2seq path
             self.facts.checked = True
@@ -189,6 +191,12 @@ class Scorer:
             log.warning("%s: %s", self.lm.name, note)
 
     def _run_base(self, emb, mask, pos, cache=None):
+        if self._prefix is not None:  # a deep prompt: its keys/values come first, at positions before the input's
+            n = self._prefix.shape[-2]
+            if cache is None or cache.get_seq_length() == 0:  # a non-empty cache already starts with them
+                cache = _new_cache(prefix_kv(self._prefix, emb.shape[0], emb.dtype, emb.device))
+            mask = torch.cat([torch.ones((mask.shape[0], n), dtype=mask.dtype, device=mask.device), mask], dim=1)
+            pos = pos + n
         kwargs = {"inputs_embeds": emb, "attention_mask": mask}
         if capabilities(self.lm).position_ids:  # not for ALiBi models (BLOOM): they number positions from the mask
             kwargs["position_ids"] = pos
@@ -246,6 +254,14 @@ class Scorer:
         out = self._run_base(embed(self.lm, rest, table), mask, rest.position_ids, cache=cache)
         return _gather(out.last_hidden_state, rest.read)
 
+    def _set_prefix(self, prompt: Prompt) -> None:
+        """Score with ``prompt``'s deep prefix (keys/values at every layer, see :mod:`promptopt.engine.adapt`)."""
+        self._prefix = prompt.prefix
+        if prompt.prefix is not None:
+            check_prefix(self.lm, prompt.prefix)
+            if self.facts.head is None:  # the full-logits path calls the model without the cache
+                raise PromptoptError(f"{self.lm.name}: a deep prefix needs the answer-only path ({self.facts.notes})")
+
     # -- verbalizer ---------------------------------------------------------------------------------------------
     def verbalizer(self, prompt: Prompt) -> Verbalizer:
         words = prompt.label_words or self.task.label_words
@@ -278,6 +294,7 @@ class Scorer:
     # -- differentiable scores ---------------------------------------------------------------------------------
     def class_scores(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """``(N, C)`` class log-likelihoods; differentiable with respect to ``vectors`` when grad is enabled."""
+        self._set_prefix(prompt)
         layout = VectorLayout.build(prompt, vectors)
         rows = self._with_content_free(examples)
 
@@ -307,6 +324,7 @@ class Scorer:
         counts = {len(ex.choices) for ex in examples}
         if len(counts) != 1 or 0 in counts:
             raise PromptoptError(f"multiple choice: every example of a batch needs the same number of choices, got {sorted(counts)}")
+        self._set_prefix(prompt)
         layout = VectorLayout.build(prompt, vectors)
         scores = self._choice_scores(prompt, examples, layout)
         if self.scoring == ScoringRule.CALIBRATED:  # the same choices after a content-free input
@@ -365,6 +383,7 @@ class Scorer:
 
     def vocab_logprobs(self, prompt: Prompt, examples: list[Example], vectors=None) -> torch.Tensor:
         """``(N, V)`` log-probabilities over the vocabulary at the answer position (fact retrieval)."""
+        self._set_prefix(prompt)
         layout = VectorLayout.build(prompt, vectors)
         encs = [self.encoder.encode(prompt, ex.inputs, layout) for ex in examples]
         return torch.log_softmax(self._logits_at(encs, layout.table)[:, 0], dim=-1)
@@ -407,6 +426,9 @@ class Scorer:
         """
         if not prompts:
             raise PromptoptError("scores_many needs at least one prompt")
+        if any(p.prefix is not prompts[0].prefix for p in prompts[1:]):
+            raise PromptoptError("scores_many: every prompt must share one deep prefix")
+        self._set_prefix(prompts[0])
         if self.task.kind == TaskKind.MULTIPLE_CHOICE:  # every example has its own answers: one prompt at a time
             return torch.stack([self.choice_scores(p, examples, vectors) for p in prompts])
         classification = self.task.kind == TaskKind.CLASSIFICATION
@@ -500,6 +522,7 @@ class Scorer:
         out_emb = self.lm.model.get_output_embeddings()
         if out_emb is None:
             raise PromptoptError(f"{self.lm.name}: the model exposes no output embeddings")
+        self._set_prefix(prompt)
         layout = VectorLayout.build(prompt, vectors)
         captured: list[torch.Tensor] = []
         handle = out_emb.register_forward_pre_hook(lambda module, args: captured.append(args[0]))

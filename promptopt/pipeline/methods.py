@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from promptopt.data.files import append_jsonl
 from promptopt.engine import distributed
+from promptopt.engine.adapt import ModelEdit
 from promptopt.engine.compute import ComputeCounter, compute_counter
 from promptopt.engine.model import LoadedModel
 from promptopt.engine.scoring import EvalResult, Scorer
@@ -32,12 +33,17 @@ class OptimizeResult:
 
     ``prompt`` is the final prompt (soft values included); ``select_metrics`` its metrics on the selection split if
     the method computed them; ``trainable_parameters`` the number of values the method optimised.
+    ``edit``, when a method adapts the model itself (LoRA, fine-tuning), holds its new weights
+    (:class:`promptopt.engine.adapt.ModelEdit`): the run applies it while it scores on the reported split and
+    removes it afterwards (the model stays bit-identical for the next run), and saves it with the prompt, so that
+    ``promptopt eval`` re-scores the adapted model. A deep prefix travels in the prompt (``Prompt.prefix``).
     """
 
     prompt: Prompt
     trainable_parameters: int = 0
     select_metrics: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    edit: ModelEdit | None = None
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 
 from promptopt.pipeline import config as cfg
 from promptopt.engine import distributed
+from promptopt.engine.adapt import ModelEdit, applied, check_prefix
 from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model, model_identity
 from promptopt.engine.scoring import Scorer
 from promptopt.engine.train import TrainConfig
@@ -241,8 +242,11 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         prompt.meta.setdefault("task", task.name)
         prompt.meta.setdefault("model_identity", prompt_identity(lm))  # re-scoring elsewhere checks it
         prompt.save(out / "prompt")
+        if found.edit is not None:
+            found.edit.save(out / "prompt")
         before = counter.snapshot()
-        evaluation = ctx.evaluate(prompt, eval_examples, split="eval", progress="eval" if opts.progress else False)
+        with applied(lm, found.edit):
+            evaluation = ctx.evaluate(prompt, eval_examples, split="eval", progress="eval" if opts.progress else False)
         result.compute = {"train": spent.to_json(), "eval": counter.since(before).to_json()}
         result.metrics = {"eval": evaluation.metrics}
         result.select_metrics = found.select_metrics
@@ -315,7 +319,7 @@ def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where, allow_other_model:
             raise PromptoptError(f"{where}: its token ids were made for another tokenizer ({made_for!r}); they would "
                                  f"mean other tokens for {lm.name!r} (pass --allow-other-model to score it anyway)")  # fmt: skip
         for key in ("weights", "revision"):
-            if prompt.vectors and made.get(key) and now.get(key) and made[key] != now[key]:
+            if (prompt.vectors or prompt.prefix is not None) and made.get(key) and now.get(key) and made[key] != now[key]:
                 raise PromptoptError(f"{where}: its soft vectors were trained on other weights ({made_for!r}, {key} "
                                      f"{made[key][:19]}...) than {lm.name!r}'s ({now[key][:19]}...); pass "
                                      "--allow-other-model to score them anyway")  # fmt: skip
@@ -323,6 +327,8 @@ def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where, allow_other_model:
         if value.shape[-1] != lm.hidden_size:
             raise PromptoptError(f"{where}: soft segment {name!r} has width {value.shape[-1]} but model {lm.name!r} has "
                                  f"hidden size {lm.hidden_size} (the prompt was made for {made_for!r})")  # fmt: skip
+    if prompt.prefix is not None:
+        check_prefix(lm, prompt.prefix, str(where))
     for seg in prompt.segments:
         ids = getattr(seg, "ids", None)
         if ids is not None and any(int(i) >= lm.vocab_size or int(i) < 0 for i in ids):
@@ -346,8 +352,9 @@ def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev"
     lm = lm or load_model(model or prompt.meta.get("model"), device=device, dtype=dtype)
     check_prompt_fits(prompt, lm, prompt_dir, allow_other_model)
     examples = sample(spec.load_split(split), max_eval, seed, "eval")
-    scorer = Scorer(lm, spec, batch_size=batch_size, scoring=scoring)
-    return scorer.evaluate(prompt, examples, progress=split if progress else False)
+    with applied(lm, ModelEdit.load(prompt_dir)):  # the weights of a method that adapted the model (LoRA, ...)
+        scorer = Scorer(lm, spec, batch_size=batch_size, scoring=scoring)
+        return scorer.evaluate(prompt, examples, progress=split if progress else False)
 
 
 __all__ = ["DEFAULT_MODEL", "RunOptions", "evaluate_prompt", "run"]

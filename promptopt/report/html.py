@@ -114,7 +114,7 @@ def _charts(board: Leaderboard) -> list[str]:
     markers = {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(board.tasks)}
     points = [{"x": r.trainable_parameters, "y": r.mean, "series": r.method, "group": r.task,
                "tip": f"{r.task} · {r.method}: {fmt.score_ci(r.mean, r.ci_low, r.ci_high)}% with "
-                      f"{r.trainable_parameters:,} trainable parameters ({r.model})"}
+                      f"{r.trainable_parameters:,} trainable parameters, {fmt.flops(r.train_flops)} training FLOPs ({r.model})"}
               for r in board.rows if r.mean is not None]  # fmt: skip
     if points:
         out.append(scatter_chart("Score against trainable parameters", points, colors, markers,
