@@ -345,7 +345,7 @@ def fit(
             loss = loss_fn(params(), [examples[i] for i in mine]) * (len(mine) / len(indices))
             if not torch.isfinite(loss.detach()).all():
                 where = ", ".join(getattr(examples[i], "source", "") or f"example {i}" for i in mine[:4]) + (", ..." if len(mine) > 4 else "")
-                raise PromptoptError(f"training loss is {float(loss)} at step {state.step + 1} on training batch "
+                raise PromptoptError(f"training loss is {float(loss.detach())} at step {state.step + 1} on training batch "
                                      f"{state.batches} ({where}); lower --lr, or use float32 (--dtype float32)")  # fmt: skip
             (loss / config.grad_accum).backward()
             total += loss.detach().double().cpu() / config.grad_accum
