@@ -3,7 +3,7 @@ scores them on the selection split, the best are kept and varied for a few round
 
 Round 0: the ``seed_instructions`` (default: none, i.e. the template alone, so the search never ends below it) and
 ``candidates`` proposals. Each proposal shows the proposer ``demos`` training examples as input-output pairs (a
-fresh seeded draw per proposal) and asks it to complete "The instruction was to" (APE's forward template); the
+fresh seeded draw per proposal; pairs that do not fit the proposer's positions are left out) and asks it to complete "The instruction was to" (APE's forward template); the
 first line it writes, as a sentence, is the instruction. Rounds 1..``rounds``: each of the ``keep`` best so far is
 paraphrased ``per_round`` times (APE's resampling: "Generate a variation of the following instruction while keeping
 the semantic meaning"). A candidate prompt is the instruction, a newline, then the template (the task's first, or
@@ -102,9 +102,8 @@ class InstructOptimizer(PromptOptimizer):
                 if search.stop():
                     break
                 pairs = random.Random(_seed(run.seed, 0, i)).sample(run.train, min(cfg.demos, len(run.train)))
-                meta = PROPOSE.format(pairs="".join(f"Input: {_input_text(ex)}\nOutput: {_output(run, ex)}\n\n"
-                                                    for ex in pairs))  # fmt: skip
-                search.score(_write(proposer, meta, cfg, _seed(run.seed, 0, i)), round_=0, origin="proposed")
+                search.score(_write(proposer, _propose_context(run, proposer, pairs), cfg, _seed(run.seed, 0, i)),
+                             round_=0, origin="proposed")  # fmt: skip
             for r in range(1, cfg.rounds + 1):
                 for j, parent in enumerate(search.best(cfg.keep)):
                     for v in range(cfg.per_round):
@@ -182,6 +181,20 @@ def clean_instruction(text: str) -> str:
         return ""
     line = line[0].upper() + line[1:]
     return line if line.endswith((".", "?", "!")) else line + "."
+
+
+def _propose_context(run: RunContext, lm, pairs: list[Example]) -> str:
+    """APE's forward template with the pairs; pairs are left out from the end until it fits the proposer with room
+    for the instruction (at least one is kept, its input cut to 400 characters)."""
+    limit = getattr(lm.model.config, "max_position_embeddings", None) or 2048
+    room = limit - run.config.max_new_tokens - 8
+    pairs = list(pairs)
+    while True:
+        text = PROPOSE.format(pairs="".join(f"Input: {_input_text(ex)[:400]}\nOutput: {_output(run, ex)}\n\n"
+                                            for ex in pairs))  # fmt: skip
+        if len(pairs) <= 1 or len(lm.tokenizer(text)["input_ids"]) <= room:
+            return text
+        pairs.pop()
 
 
 def _write(lm, context: str, cfg: InstructConfig, seed: int) -> str:
