@@ -132,6 +132,12 @@ def test_per_input_demonstrations_fill_the_reported_split_and_the_saved_prompt_l
     assert len(used) == 2 and all(u["text"] in fixed.prompt_text for u in used)
     history = [json.loads(line) for line in (tmp_path / "fixed" / "history.jsonl").read_text().splitlines()]
     assert [h["block"] for h in history if "block" in h] == [0, 1]
+    from promptopt.suite.leaderboard import collect_runs
+
+    shown = {r.run_dir.split("/")[-1]: r.prompt_text for r in collect_runs([tmp_path])}
+    named = ", ".join(f"{u['source']} ({u['label']})" for u in used)
+    assert shown["fixed"] == f"[demonstrations: {named}] " + TEMPLATE
+    assert shown["run"] == "[demonstrations per input: similar, k=1 per class, from 16 training examples]" + TEMPLATE
 
 
 def test_bad_options_and_templates_are_refused_naming_the_field(tiny_lms, tmp_path):
