@@ -154,14 +154,15 @@ def tasks(names):
 @click.option("--max-eval", type=int, default=None)
 @click.option("--batch-size", default=16, show_default=True, type=int)
 @click.option("--device", default=None)
+@click.option("--dtype", default=None, help="Default: the dtype the prompt was scored in when it was saved.")
 @click.option("--allow-other-model", is_flag=True,
               help="Score soft vectors trained on other weights, or token ids of another tokenizer, anyway.")
-def eval_cmd(prompt_dir, task, split, model, max_eval, batch_size, device, allow_other_model):
+def eval_cmd(prompt_dir, task, split, model, max_eval, batch_size, device, dtype, allow_other_model):
     """Re-score a saved prompt on a task split."""
     from promptopt.pipeline.runner import evaluate_prompt
 
     result = evaluate_prompt(prompt_dir, task, split=split, model=model, max_eval=max_eval, batch_size=batch_size,
-                             device=device, allow_other_model=allow_other_model)  # fmt: skip
+                             device=device, dtype=dtype, allow_other_model=allow_other_model)  # fmt: skip
     click.echo(json.dumps({k: v for k, v in result.metrics.items()}, indent=2))
 
 

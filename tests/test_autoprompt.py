@@ -65,7 +65,7 @@ def fact_task(tmp_path):
 def residual_only(model_dir):
     """The tiny causal Llama with every attention output and MLP output zeroed: the final hidden state at a
     position is the (normed) embedding of the token there, so the answer depends on the last token alone."""
-    lm = load_model(str(model_dir), device="cpu")
+    lm = load_model(str(model_dir), device="cpu", dtype="float32")
     with torch.no_grad():
         for layer in lm.model.model.layers:
             layer.self_attn.o_proj.weight.zero_()

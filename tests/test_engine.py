@@ -161,6 +161,29 @@ def test_shared_prefix_path_gives_the_plain_path_scores(tiny_lms, reviews_task):
     assert used
 
 
+@pytest.mark.parametrize("template", [
+    "Answer with the sentiment of the review, positive or negative, as a careful reader would.\n"
+    "Review: a fine film\nSentiment: positive\nReview: dull and long\nSentiment: negative\n"
+    "Review: {text}\nSentiment:{answer}",
+    "[P*2]Read this review and say what its writer felt. Review: {text} It was {answer}",
+])  # fmt: skip
+def test_any_text_prefix_common_to_the_batch_is_computed_once_with_the_plain_scores(tiny_lms, reviews_task, template):
+    lm = tiny_lms["causal"]
+    prompt = Prompt.from_template(template)
+    vectors = {"p0": torch.randn(2, lm.hidden_size, generator=torch.Generator().manual_seed(0))} if "[P" in template else None
+    fast = Scorer(lm, reviews_task, share_prefix=True)
+    plain = Scorer(lm, reviews_task, share_prefix=False)
+    prefixes = []
+    original = fast._hidden_shared
+    fast._hidden_shared = lambda encs, table, shared: prefixes.append(shared) or original(encs, table, shared)
+    got = fast.class_scores(prompt, examples(), vectors=vectors)
+    assert torch.allclose(got, plain.class_scores(prompt, examples(), vectors=vectors), atol=1e-5)
+    layout = VectorLayout.build(prompt, vectors)
+    text_front = len(fast.encoder.tokens(template.split("{text}")[0].replace("[P*2]", "")))
+    assert prefixes and prefixes[0] >= text_front - 1  # the text in front of the first field, not only the vectors
+    assert prefixes[0] <= min(len(fast.encoder.encode(prompt, ex.inputs, layout).ids) for ex in examples())
+
+
 def test_soft_vectors_reach_the_model_and_get_gradients(tiny_lm, reviews_task):
     scorer = Scorer(tiny_lm, reviews_task)
     prompt = Prompt.from_template("[P*3] {text} It was {answer}")

@@ -98,7 +98,20 @@ def pick_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -> 
         return table[dtype]
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
+    if device.type == "cpu" and native_bf16_cpu():
+        return torch.bfloat16
     return torch.float32
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (x86 AVX512-BF16 or AMX-BF16, Arm BF16), where a bf16
+    matrix multiply runs 2-3x faster than float32. Elsewhere bf16 is emulated and slower: float32 stays the default."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = {w for line in f if line.startswith(("flags", "Features")) for w in line.split(":", 1)[1].split()}
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def default_model_dir() -> Path:

@@ -55,7 +55,7 @@ class RunOptions:
     templates: list[str] = field(default_factory=list, metadata={"help": "templates (default: the task's)"})
     batch_size: int = field(default=16, metadata={"help": "evaluation batch size", "flag": "--eval-batch-size"})
     device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
-    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on GPU)"})
+    dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on a GPU and on a CPU with native bf16, else float32)"})
     padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)", "choices": ["left", "right"]})  # fmt: skip
     device_map: str | None = field(default=None, metadata={"help": "auto, balanced or sequential: spread the model over devices (Accelerate)", "choices": ["auto", "balanced", "sequential"]})  # fmt: skip
     quantize: str | None = field(default=None, metadata={"help": "8bit or 4bit: load the frozen model quantized by bitsandbytes (CUDA)", "choices": ["8bit", "4bit"]})  # fmt: skip
@@ -296,7 +296,7 @@ def _check_counts(opts: RunOptions) -> None:
 def prompt_identity(lm: LoadedModel) -> dict:
     """What a saved prompt records of the model it was made for: its weights (hash or Hub revision) and tokenizer."""
     identity = model_identity(lm)
-    return {k: identity[k] for k in ("weights", "revision", "tokenizer") if identity.get(k) is not None}
+    return {k: identity[k] for k in ("weights", "revision", "tokenizer", "dtype") if identity.get(k) is not None}
 
 
 def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where, allow_other_model: bool = False) -> None:
@@ -329,15 +329,18 @@ def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where, allow_other_model:
 
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
                     max_eval: int | None = None, seed: int = 0, batch_size: int = 16, lm: LoadedModel | None = None,
-                    device: str | None = None, progress: bool = True, allow_other_model: bool = False):  # fmt: skip
+                    device: str | None = None, progress: bool = True, allow_other_model: bool = False,
+                    dtype: str | None = None):  # fmt: skip
     """Re-score a saved prompt on a task split with the same engine; returns an EvalResult.
 
     ``max_eval`` samples the split as a run samples its reported split, ``seed`` playing ``--eval-seed``: with the
-    same values these are the examples the run reported."""
+    same values these are the examples the run reported. ``dtype`` defaults to the one the prompt was scored in
+    when it was saved (so that re-scoring gives the run's numbers), else the device's default."""
     prompt = Prompt.load(prompt_dir)
     spec = get_task(task)
     prompt.check_fields(spec.inputs)
-    lm = lm or load_model(model or prompt.meta.get("model"), device=device)
+    dtype = dtype or (prompt.meta.get("model_identity") or {}).get("dtype")
+    lm = lm or load_model(model or prompt.meta.get("model"), device=device, dtype=dtype)
     check_prompt_fits(prompt, lm, prompt_dir, allow_other_model)
     examples = sample(spec.load_split(split), max_eval, seed, "eval")
     return Scorer(lm, spec, batch_size=batch_size).evaluate(prompt, examples, progress=split if progress else False)

@@ -1,0 +1,225 @@
+"""Evaluation throughput against lm-evaluation-harness itself, in the same command, on the same weights and data.
+
+Both sides score rank classification as ``loglikelihood`` requests: for every example, the filled-in context in
+front of ``{answer}`` and one continuation per label word (``" negative"``, ``" positive"`` for SST-2). The peer is
+lm-evaluation-harness's ``HFLM`` (the class behind ``lm_eval --model hf``) on the same Hugging Face folder (for the
+default model, the cached float32 copy promptopt made from the GGUF file), at the same dtype, fed the requests that
+its own tasks build; ours is promptopt's ``Scorer`` with the task's template.
+
+First both sides must compute the same numbers: per-request log-likelihoods are compared in float32 on
+``--check-n`` examples (to 1e-4; the script stops if they differ). Then each side is timed over the same ``--n``
+examples at ``--dtype``, the peer at each of ``--peer-batch-sizes`` (its strongest is reported), ours at
+``--batch-size``; predictions are compared. ``--defaults`` also times what each side does when a user gives no
+option: promptopt's default dtype (bf16 on a CPU with native bf16) and batch size, and ``lm_eval --model hf``'s
+(``dtype=auto``, batch size 1).
+
+``--prefix`` puts the same block in front of every example on both sides: ``instruction`` (a ~200-token task
+description) or ``demos`` (4 labelled training examples, 2 per class, seeded, rendered with the template).
+
+    python benchmarks/bench_lm_eval.py --task sst2 --dtype float32 --out runs/bench/lm_eval_f32.json
+    python benchmarks/bench_lm_eval.py --task sst2 --dtype bfloat16 --defaults --out runs/bench/lm_eval_bf16.json
+    python benchmarks/bench_lm_eval.py --task sst2 --prefix demos --n 256 --out runs/bench/lm_eval_demos.json
+
+Needs the ``bench`` extra (``pip install -e '.[bench]'``: lm_eval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+
+import torch
+
+INSTRUCTION = (
+    "You will read a short passage taken from a review of a film, written by a critic or by an ordinary viewer. "
+    "The passage may be a whole sentence or only a fragment of one, and it may be sarcastic, understated or mixed. "
+    "Decide whether the writer's opinion of the film, as expressed in this passage alone, is favourable or "
+    "unfavourable. Answer with a single word: positive when the passage praises the film, its acting, its story, "
+    "its direction or the experience of watching it, and negative when the passage criticises any of these or "
+    "expresses boredom, disappointment or irritation. Do not explain your answer, do not repeat the passage, and do "
+    "not hedge; if the passage is neutral in tone, choose the word that fits its overall leaning. Consider the whole "
+    "passage before answering, since a single word of praise can be undone by what follows it.\n\n"
+)
+
+
+def model_folder(name: str | None) -> str:
+    from promptopt.engine.model import default_model_dir
+
+    return str(default_model_dir()) if name is None else name
+
+
+def build(task, template: str, examples, prefix_block: str):
+    """``(contexts, continuations)``: the loglikelihood requests of every example, label words in task order."""
+    from promptopt.data.prompt import Prompt
+    from promptopt.engine.inputs import Encoder
+
+    context_template = template.split("{answer}")[0]
+    space = Encoder.answer_prefix(Prompt.from_template(template))
+    words = [task.label_words[lab][0] for lab in task.labels]
+    contexts = []
+    for ex in examples:
+        text = context_template
+        for field, value in ex.inputs.items():
+            text = text.replace("{" + field + "}", value)
+        contexts.append(prefix_block + text.rstrip(" "))
+    return contexts, [space + w for w in words]
+
+
+def demo_block(task, template: str, seed: int = 0) -> str:
+    """4 training examples, 2 per class, seeded, rendered with the template (label word after the answer slot)."""
+    rng = random.Random(seed)
+    train = task.load_split("train")
+    chosen = []
+    for lab in task.labels:
+        pool = [ex for ex in train if ex.label == lab]
+        chosen += rng.sample(pool, 2)
+    rng.shuffle(chosen)
+    head, tail = template.split("{answer}")
+    parts = []
+    for ex in chosen:
+        text = head
+        for field, value in ex.inputs.items():
+            text = text.replace("{" + field + "}", value)
+        parts.append(text.rstrip(" ") + " " + task.label_words[ex.label][0] + tail)
+    return "\n\n".join(parts) + "\n\n"
+
+
+def ours(lm, task, template, examples, batch_size):
+    """Class scores ``(N, C)`` in example order, and seconds."""
+    from promptopt.data.prompt import Prompt
+    from promptopt.engine import Scorer
+
+    prompt = Prompt.from_template(template)
+    scorer = Scorer(lm, task, batch_size=batch_size)
+    start = time.perf_counter()
+    out = torch.empty(len(examples), len(task.labels))
+    with torch.inference_mode():
+        for idx in scorer.batches(prompt, examples):
+            out[torch.tensor(idx)] = scorer.class_scores(prompt, [examples[i] for i in idx]).float().cpu()
+    return out, time.perf_counter() - start
+
+
+def peer(hflm, contexts, continuations):
+    """lm-eval's log-likelihoods ``(N, C)``, and seconds."""
+    from lm_eval.api.instance import Instance
+
+    requests = [Instance("loglikelihood", {}, (ctx, cont), i * len(continuations) + j)
+                for i, ctx in enumerate(contexts) for j, cont in enumerate(continuations)]  # fmt: skip
+    start = time.perf_counter()
+    got = hflm.loglikelihood(requests, disable_tqdm=True)
+    seconds = time.perf_counter() - start
+    return torch.tensor([g[0] for g in got]).view(len(contexts), len(continuations)), seconds
+
+
+def prompt_template(task, prefix_block: str) -> str:
+    """The task's first template with the block in front, as a promptopt template (literal text escaped)."""
+    template = task.templates[0]
+    return prefix_block.replace("{", "{{").replace("}", "}}") + template
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="a Hugging Face folder (default: the embedded SmolLM2-135M-Instruct)")
+    ap.add_argument("--task", default="sst2")
+    ap.add_argument("--split", default="dev")
+    ap.add_argument("--n", type=int, default=None, help="examples timed (default: the whole split)")
+    ap.add_argument("--check-n", type=int, default=64, help="examples checked equal in float32 first")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--peer-batch-sizes", default="32,64")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--prefix", choices=["none", "instruction", "demos"], default="none")
+    ap.add_argument("--defaults", action="store_true", help="also time both sides' defaults")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    from lm_eval.models.huggingface import HFLM
+
+    from promptopt.engine import load_model
+    from promptopt.plugins import get_task
+
+    task = get_task(args.task)
+    examples = task.load_split(args.split)
+    examples = examples[: args.n] if args.n else examples
+    folder = model_folder(args.model)
+    block = {"none": "", "instruction": INSTRUCTION, "demos": None}[args.prefix]
+    if block is None:
+        block = demo_block(task, task.templates[0])
+    template = prompt_template(task, block)
+    contexts, continuations = build(task, task.templates[0], examples, block)
+
+    def hf(dtype, batch_size):
+        return HFLM(pretrained=folder, device="cpu" if not torch.cuda.is_available() else "cuda", dtype=dtype,
+                    batch_size=batch_size)  # fmt: skip
+
+    # 1. the same numbers, in float32
+    n_check = min(args.check_n, len(examples))
+    lm32 = load_model(folder, dtype="float32")
+    a, _ = ours(lm32, task, template, examples[:n_check], args.batch_size)
+    b, _ = peer(hf("float32", args.batch_size), contexts[:n_check], continuations)
+    check = float((a - b).abs().max())
+    print(f"check: {n_check} examples x {len(continuations)} requests, max |ours - lm_eval| = {check:.2e}", flush=True)
+    if check > 1e-4:
+        raise SystemExit(f"the two sides do not compute the same log-likelihoods (max difference {check:.3g})")
+    del lm32
+
+    # 2. throughput at the requested dtype
+    lm = load_model(folder, dtype=args.dtype)
+    ours(lm, task, template, examples[: args.batch_size], args.batch_size)  # warm-up
+    scores, ours_s = ours(lm, task, template, examples, args.batch_size)
+    peers = {}
+    for bs in [int(x) for x in args.peer_batch_sizes.split(",")]:
+        model = hf(args.dtype, bs)
+        peer(model, contexts[:bs], continuations)  # warm-up
+        peer_scores, seconds = peer(model, contexts, continuations)
+        peers[bs] = (seconds, peer_scores)
+        print(f"lm_eval batch {bs}: {len(examples) / seconds:.2f} ex/s", flush=True)
+        del model
+    best_bs = min(peers, key=lambda k: peers[k][0])
+    peer_s, peer_scores = peers[best_bs]
+    golds = torch.tensor([task.labels.index(ex.label) for ex in examples])
+    ours_pred, peer_pred = scores.argmax(-1), peer_scores.argmax(-1)
+    result = {
+        "benchmark": "evaluation vs lm-evaluation-harness", "peer": "lm_eval HFLM.loglikelihood (lm_eval --model hf)",
+        "lm_eval_version": __import__("lm_eval").__version__, "model": folder, "task": task.name, "split": args.split,
+        "n": len(examples), "prefix": args.prefix, "prefix_tokens": len(lm.tokenizer(block)["input_ids"]) if block else 0,
+        "dtype": args.dtype, "batch_size": args.batch_size, "peer_batch_size": best_bs,
+        "float32_check": {"examples": n_check, "max_abs_loglik_difference": check},
+        "ours_examples_per_s": len(examples) / ours_s, "peer_examples_per_s": len(examples) / peer_s,
+        "peer_examples_per_s_by_batch": {bs: len(examples) / s for bs, (s, _) in peers.items()},
+        "ratio": peer_s / ours_s,
+        "ours_accuracy": float((ours_pred == golds).float().mean()), "peer_accuracy": float((peer_pred == golds).float().mean()),
+        "predictions_differing": int((ours_pred != peer_pred).sum()),
+        "max_abs_loglik_difference": float((scores - peer_scores).abs().max()),
+        "machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }  # fmt: skip
+    del lm
+    if args.defaults:  # what a user gets without options: promptopt's defaults vs lm_eval --model hf's
+        from promptopt.pipeline.runner import RunOptions
+
+        lm, default_bs = load_model(folder), RunOptions.batch_size
+        ours(lm, task, template, examples[:default_bs], default_bs)
+        _, ours_default_s = ours(lm, task, template, examples, default_bs)
+        model = hf("auto", 1)
+        peer(model, contexts[:4], continuations)
+        _, peer_default_s = peer(model, contexts, continuations)
+        result["defaults"] = {
+            "ours": {"dtype": str(lm.dtype).replace("torch.", ""), "batch_size": default_bs,
+                     "examples_per_s": len(examples) / ours_default_s},
+            "peer": {"dtype": "auto (" + str(model.model.dtype).replace("torch.", "") + ")", "batch_size": 1,
+                     "examples_per_s": len(examples) / peer_default_s},
+            "ratio": peer_default_s / ours_default_s,
+        }  # fmt: skip
+    print(json.dumps(result, indent=2))
+    if args.out:
+        from promptopt.data.files import write_json
+
+        write_json(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
