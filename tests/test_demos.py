@@ -98,8 +98,8 @@ def _layout(prompt):
     return VectorLayout.build(prompt)
 
 
-def test_shared_prefix_path_gives_the_same_scores_as_the_unshared_path_for_a_demonstration_block(tiny_lms,
-                                                                                                  reviews_task):  # fmt: skip
+def test_shared_prefix_path_gives_the_same_scores_as_the_unshared_path_for_a_demonstration_block(tiny_lms, reviews_task,
+                                                                                                  monkeypatch):  # fmt: skip
     from promptopt.engine.scoring import _common_prefix
 
     lm = tiny_lms["causal"]
@@ -110,7 +110,16 @@ def test_shared_prefix_path_gives_the_same_scores_as_the_unshared_path_for_a_dem
     encs = [shared.encoder.encode(prompt, ex.inputs, _layout(prompt)) for ex in examples]
     block_tokens = len(shared.encoder.tokens("\n\n".join(u["text"] for u in used)))
     assert _common_prefix(encs) >= block_tokens  # the block is a token prefix every example shares
+    calls = []
+    real = Scorer._hidden_shared
+
+    def counted(self, encs, table, n_shared):
+        calls.append(n_shared)
+        return real(self, encs, table, n_shared)
+
+    monkeypatch.setattr(Scorer, "_hidden_shared", counted)
     a, b = shared.class_scores(prompt, examples), plain.class_scores(prompt, examples)
+    assert calls and min(calls) >= block_tokens  # the shared side computed the block once, the plain side never
     assert torch.allclose(a, b, atol=1e-4)
     ra, rb = shared.evaluate(prompt, examples), plain.evaluate(prompt, examples)
     flat = [[s for r in res.predictions for s in r["scores"].values()] for res in (ra, rb)]
