@@ -183,10 +183,13 @@ class Demonstrations:
         chosen = [ex for lab, n in counts.items() for ex in rng.sample(self.by_class[lab], n)]
         return self.order(chosen, rng)
 
-    def nearest(self, inputs: dict) -> list[Example]:
-        """The input's own block (similar), ordered: by class count or overall, nearest first before ordering."""
+    def nearest(self, inputs: dict, feature: torch.Tensor | None = None) -> list[Example]:
+        """The input's own block (similar), ordered: by class count or overall, nearest first before ordering.
+        ``feature``: the input's own (:meth:`features_of`), when computed already."""
         pool_features = self.features(self.pool)
-        sims = (pool_features @ self.features_of([inputs])[0]).tolist()
+        if feature is None:
+            feature = self.features_of([inputs])[0]
+        sims = (pool_features @ feature).tolist()
         ranked = sorted(range(len(self.pool)), key=lambda i: (-sims[i], i))
         counts = self.counts()
         if counts:
@@ -274,10 +277,11 @@ class Demonstrations:
         if DEMO_FIELD not in prompt.fields:
             return inputs
         out = []
-        for x in inputs:
+        features = self.features_of(inputs)  # in batches
+        for x, feature in zip(inputs, features):
             own = self.encoder.encode(self.base, x, _NO_VECTORS)
             room = min(self.budget, self.encoder.max_length - len(own.ids))
-            out.append({**x, DEMO_FIELD: self.block(self.nearest(x), room)[0]})
+            out.append({**x, DEMO_FIELD: self.block(self.nearest(x, feature), room)[0]})
         return out
 
     def fill(self, prompt: Prompt, examples: list[Example]) -> list[Example]:
