@@ -11,7 +11,9 @@ template) is scored on the same examples, in the same process, alternating, by t
     python benchmarks/bench_demos.py                  # default model, SST-2 dev if present (else tiny-reviews)
     python benchmarks/bench_demos.py --model DIR --task tiny-reviews --examples 32 --repeats 3
 
-Both sides use the model's dtype (``--dtype``, reported). Prints the ratio and writes a JSON record (``--output``).
+Both sides use the model's dtype (``--dtype``, reported). In float32 the scores must agree to 1e-3 with the same
+predictions (else it stops); in bf16/fp16 the difference is reported (the prefix computed apart rounds differently).
+Prints the ratio and writes a JSON record (``--output``).
 """
 
 from __future__ import annotations
@@ -98,8 +100,10 @@ def main(argv=None) -> dict:
     print(f"  plain (no reuse): {per_second['plain']:.2f} examples/s ({med['plain']:.3f}s)")
     print(f"  shared prefix:    {per_second['shared']:.2f} examples/s ({med['shared']:.3f}s)")
     print(f"  ratio shared / plain: {ratio:.2f}x")
-    if diff > 1e-2 or not same_predictions:
+    if lm.dtype == torch.float32 and (diff > 1e-3 or not same_predictions):
         raise SystemExit(f"shared and plain scores disagree by {diff} (same predictions: {same_predictions})")
+    if lm.dtype != torch.float32:  # bf16/fp16: the prefix computed apart rounds differently; check in float32
+        print(f"  note: in {lm.dtype} the two ways differ by rounding; run --dtype float32 for the exact check")
     if args.output:
         write_json(Path(args.output), record)
         print(f"  written: {args.output}")
