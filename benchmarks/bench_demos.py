@@ -11,7 +11,8 @@ template) is scored on the same examples, in the same process, alternating, by t
     python benchmarks/bench_demos.py                  # default model, SST-2 dev if present (else tiny-reviews)
     python benchmarks/bench_demos.py --model DIR --task tiny-reviews --examples 32 --repeats 3
 
-Both sides use the model's dtype (``--dtype``, reported). In float32 the scores must agree to 1e-3 with the same
+Besides wall time (which a loaded machine distorts), the positions the model computed on each side are counted by
+the engine's compute counter. Both sides use the model's dtype (``--dtype``, reported). In float32 the scores must agree to 1e-3 with the same
 predictions (else it stops); in bf16/fp16 the difference is reported (the prefix computed apart rounds differently).
 Prints the ratio and writes a JSON record (``--output``).
 """
@@ -70,7 +71,12 @@ def main(argv=None) -> dict:
     examples = rng.sample(task.load_split(args.split), min(args.examples, len(task.load_split(args.split))))
 
     times = {"shared": [], "plain": []}
-    a, b = shared.evaluate(prompt, examples), plain.evaluate(prompt, examples)  # warm-up, and the agreement check
+    positions = {}
+    before = shared.compute.snapshot()
+    a = shared.evaluate(prompt, examples)  # warm-up, and the agreement check
+    positions["shared"], before = shared.compute.since(before).forward_positions, shared.compute.snapshot()
+    b = plain.evaluate(prompt, examples)
+    positions["plain"] = plain.compute.since(before).forward_positions
     diff = max(abs(x - y) for ra, rb in zip(a.predictions, b.predictions)
                for x, y in zip(ra["scores"].values(), rb["scores"].values()))  # fmt: skip
     same_predictions = [r["prediction"] for r in a.predictions] == [r["prediction"] for r in b.predictions]
@@ -93,13 +99,15 @@ def main(argv=None) -> dict:
         "torch_threads": torch.get_num_threads(), "machine": platform.platform(),
         "seconds_median": med, "seconds_all": times, "examples_per_second": per_second,
         "ratio_shared_over_plain": ratio, "max_abs_score_difference": diff, "same_predictions": same_predictions,
+        "forward_positions": positions, "positions_ratio_plain_over_shared": positions["plain"] / positions["shared"],
     }  # fmt: skip
     print(f"{lm.name} ({lm.kind.value}, {lm.dtype}), task {task.name}/{args.split}, {len(examples)} examples, "
           f"{len(used)} demonstrations ({block_tokens} tokens)")  # fmt: skip
     print(f"  scores agree: max |difference| {diff:.2e}, same predictions: {same_predictions}")
     print(f"  plain (no reuse): {per_second['plain']:.2f} examples/s ({med['plain']:.3f}s)")
     print(f"  shared prefix:    {per_second['shared']:.2f} examples/s ({med['shared']:.3f}s)")
-    print(f"  ratio shared / plain: {ratio:.2f}x")
+    print(f"  ratio shared / plain: {ratio:.2f}x; positions the model computed: {positions['plain']} plain, "
+          f"{positions['shared']} shared ({positions['plain'] / positions['shared']:.2f}x fewer)")
     if lm.dtype == torch.float32 and (diff > 1e-3 or not same_predictions):
         raise SystemExit(f"shared and plain scores disagree by {diff} (same predictions: {same_predictions})")
     if lm.dtype != torch.float32:  # bf16/fp16: the prefix computed apart rounds differently; check in float32
