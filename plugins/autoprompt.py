@@ -13,6 +13,15 @@ Trigger search. The template holds trigger slots anywhere (``"{sentence} [T*4] {
    small batch beats the current prompt by chance (on SST-2 with batches of 16, 9 of 12 accepted swaps in a row
    lowered the selection accuracy from 81.5% to 62.5%).
 
+Rules (``rule``): ``autoprompt`` is the above. ``gcg`` (Zou et al., 2023): the gradient's top-``candidates`` tokens
+at every trigger position, then ``swaps`` random single-token swaps (position and token drawn, seeded) re-scored
+with the current prompt in one batched forward pass; the best is kept only if it beats the current prompt on that
+batch (and, with ``confirm``, again on fresh ones): a swap scoring worse on its batch is never accepted. ``pez``
+(Wen et al., 2023): continuous trigger vectors (initialised at the tokens' embeddings) take Adam steps (``pez_lr``)
+along the gradient of the loss computed at their nearest allowed tokens (cosine); each new projection is the one
+candidate, kept by the same rule. All three share the batched scorer, the filters and the resumable state (pez's
+vectors and moments included).
+
 The prompt scoring best on the selection split is returned: a hard prompt whose token ids are saved in the artifact
 and are authoritative (its decoded text may tokenize differently). Works for causal LMs (answer read after the
 prompt) and masked LMs (answer at the mask), for classification and fact retrieval (answer over the vocabulary).
@@ -66,6 +75,12 @@ from promptopt.sdk import (
 log = logging.getLogger(__name__)
 
 
+class SearchRule(str, enum.Enum):
+    AUTOPROMPT = "autoprompt"
+    GCG = "gcg"
+    PEZ = "pez"
+
+
 class PositionChoice(str, enum.Enum):
     RANDOM = "random"
     ROUND_ROBIN = "round-robin"
@@ -93,9 +108,15 @@ class AutoPromptConfig:
     label_candidates: int = field(default=50, metadata={"help": "M: words per class proposed (classifier and model) and then chosen by how well they classify the fitted examples (0 = AutoPrompt's classifier ranking alone)"})  # fmt: skip
     confirm: int = field(default=1, metadata={"help": "fresh batches on which the best candidate must also beat the current prompt before it is kept (0 = AutoPrompt's rule: one batch decides)"})  # fmt: skip
     checkpoint_every: int = field(default=1, metadata={"help": "write the resumable search state every N iterations (0 = off)", "resume_free": True})
+    rule: SearchRule = field(default=SearchRule.AUTOPROMPT, metadata={"help": "autoprompt (one position, top-k candidates), gcg (random single swaps from every position's top-k) or pez (continuous vectors, forward on their nearest tokens)"})  # fmt: skip
+    swaps: int = field(default=32, metadata={"help": "gcg: random single-token swaps re-scored together per iteration"})
+    pez_lr: float = field(default=0.1, metadata={"help": "pez: Adam step size of the continuous trigger vectors"})
 
     def __post_init__(self):
         self.position = enum_value(PositionChoice, self.position, "AutoPromptConfig.position")
+        self.rule = enum_value(SearchRule, self.rule, "AutoPromptConfig.rule")
+        if self.swaps < 1 or self.pez_lr <= 0:
+            raise ConfigError(f"AutoPromptConfig.swaps must be >= 1 and pez_lr > 0, got {self.swaps} and {self.pez_lr}")
         if self.iterations is not None and self.iterations < 0:
             raise ConfigError(f"AutoPromptConfig.iterations must be >= 0 (or unset for --steps), got {self.iterations}")
         for name in ("candidates", "rows_per_forward", "label_k"):
@@ -189,6 +210,7 @@ class _Search:
         self.best_key: tuple[float, float] = (float("-inf"), float("-inf"))
         self.last_scored: Prompt | None = None
         self.allowed = None
+        self.pez: dict | None = None  # pez: the continuous trigger vectors and their Adam moments
         if slots:
             exclude_words, exclude_ids = list(cfg.exclude), set()
             if cfg.filter_answers:
@@ -233,6 +255,8 @@ class _Search:
             "rng": [version, list(internal), gauss], "stream_order": list(self.stream.order),
             "label_words": self.prompt.label_words,
             "history_bytes": history.stat().st_size if history.exists() else 0,
+            "pez": {k: {n: t.tolist() for n, t in v.items()} if isinstance(v, dict) else v
+                    for k, v in self.pez.items()} if self.pez is not None else None,
         })  # fmt: skip
 
     def restore(self, saved: dict) -> None:
@@ -250,30 +274,28 @@ class _Search:
         version, internal, gauss = saved["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.stream.order = list(saved["stream_order"])
+        if saved.get("pez") is not None:
+            self.pez = {k: {n: torch.tensor(t, dtype=torch.float32) for n, t in v.items()} if isinstance(v, dict) else v
+                        for k, v in saved["pez"].items()}  # fmt: skip
         history = self.run.output_dir / "history.jsonl"
         if history.exists() and history.stat().st_size > saved["history_bytes"]:
             with open(history, "r+b") as f:  # records of iterations after the checkpoint are written again
                 f.truncate(saved["history_bytes"])
 
     def _iterate(self, it: int, batch_size: int, accumulation: int):
-        cfg, scorer = self.cfg, self.scorer
+        cfg = self.cfg
         t0 = time.perf_counter()
-        grads, grad_loss = self._gradients([self.stream.take(batch_size) for _ in range(accumulation)])
-        if cfg.position == PositionChoice.ROUND_ROBIN:
-            name, i = self.slots[(it - 1) % len(self.slots)]
+        if cfg.rule == SearchRule.PEZ:
+            candidates, swaps, grad_loss = self._pez_step(batch_size, accumulation)
         else:
-            name, i = self.slots[self.rng.randrange(len(self.slots))]
-        current = list(_segment(self.prompt, name).ids)
-        estimate = -(self.embeddings.float() @ grads[name][i].float())  # first-order decrease of the loss
-        estimate[~self.allowed] = float("-inf")
-        estimate[current[i]] = float("-inf")
-        top = torch.topk(estimate, min(cfg.candidates, int(torch.isfinite(estimate).sum())))
-        candidates = [self.prompt.with_tokens(name, current[:i] + [t] + current[i + 1 :]) for t in top.indices.tolist()]
+            grads, grad_loss = self._gradients(self.prompt, [self.stream.take(batch_size) for _ in range(accumulation)])
+            step = self._gcg_swaps if cfg.rule == SearchRule.GCG else self._position_candidates
+            candidates, swaps = step(it, grads)
         fresh = self.stream.take(batch_size * accumulation)
-        losses = self._losses([self.prompt, *candidates], fresh)
+        losses = self._losses([self.prompt, *candidates], fresh)  # one batched forward pass (rows_per_forward)
         self.scored += len(candidates)
         j = int(torch.argmin(losses[1:])) if candidates else -1
-        accepted = bool(candidates) and float(losses[1 + j]) < float(losses[0])
+        accepted = bool(candidates) and float(losses[1 + j]) < float(losses[0])  # never worse on its batch
         confirm = None
         if accepted and cfg.confirm:
             # the minimum over k candidates on one small batch beats the current prompt by chance often (the
@@ -286,23 +308,100 @@ class _Search:
             self.accepted += 1
         tokenizer = self.run.lm.tokenizer
         self.run.hook.training_step(run=self.run, step=it, loss=grad_loss, lr=None)
-        extra = {"position": [name, i], "gradient_loss": round(grad_loss, 5), "current_loss": round(float(losses[0]), 5),
-                 "best_candidate": tokenizer.decode([int(top.indices[j])]) if candidates else None,
+        best = swaps[j] if candidates else None
+        extra = {"position": list(best[:2]) if best else None, "gradient_loss": round(grad_loss, 5),
+                 "current_loss": round(float(losses[0]), 5),
+                 "best_candidate": (tokenizer.decode([best[2]]) if best[2] is not None
+                                    else candidates[j].text(tokenizer)) if best else None,
                  "best_candidate_loss": round(float(losses[1 + j]), 5) if candidates else None,
                  **({"confirm_losses": confirm} if confirm is not None else {}),
-                 "seconds": round(time.perf_counter() - t0, 3), "flops": self.run.compute.flops - self.flops_start}
+                 "seconds": round(time.perf_counter() - t0, 3), "flops": self.run.compute.flops - self.flops_start}  # fmt: skip
+        if cfg.rule != SearchRule.AUTOPROMPT:
+            extra["rule"], extra["candidates"] = cfg.rule.value, len(candidates)
         self.run.log(SearchIteration(step=it, loss=grad_loss, accepted=accepted, prompt=self.prompt.text(tokenizer),
                                      extra=extra).to_json())  # fmt: skip
 
-    def _gradients(self, batches: list[list[Example]]):
-        """Sum over batches of d(loss)/d(trigger embeddings), per token segment; and the mean loss."""
+    def _estimate(self, grads: dict, name: str, i: int, current: list[int]) -> torch.Tensor:
+        """First-order decrease of the loss for every token at slot (name, i); banned tokens at -inf."""
+        estimate = -(self.embeddings.float() @ grads[name][i].float())
+        estimate[~self.allowed] = float("-inf")
+        estimate[current[i]] = float("-inf")
+        return estimate
+
+    def _position_candidates(self, it: int, grads: dict):
+        """AutoPrompt's rule: one trigger position (random or round-robin), its top-k tokens."""
+        if self.cfg.position == PositionChoice.ROUND_ROBIN:
+            name, i = self.slots[(it - 1) % len(self.slots)]
+        else:
+            name, i = self.slots[self.rng.randrange(len(self.slots))]
+        current = list(_segment(self.prompt, name).ids)
+        estimate = self._estimate(grads, name, i, current)
+        top = torch.topk(estimate, min(self.cfg.candidates, int(torch.isfinite(estimate).sum())))
+        tokens = top.indices.tolist()
+        return ([self.prompt.with_tokens(name, current[:i] + [t] + current[i + 1 :]) for t in tokens],
+                [(name, i, t) for t in tokens])  # fmt: skip
+
+    def _gcg_swaps(self, it: int, grads: dict):
+        """GCG's rule (Zou et al., 2023): top-k tokens at every position, then ``swaps`` random single swaps."""
+        tops = {}
+        for name, i in self.slots:
+            estimate = self._estimate(grads, name, i, list(_segment(self.prompt, name).ids))
+            tops[(name, i)] = torch.topk(estimate, min(self.cfg.candidates, int(torch.isfinite(estimate).sum()))).indices.tolist()
+        seen, candidates, swaps = set(), [], []
+        for _ in range(self.cfg.swaps):
+            name, i = self.slots[self.rng.randrange(len(self.slots))]
+            if not tops[(name, i)]:
+                continue
+            t = tops[(name, i)][self.rng.randrange(len(tops[(name, i)]))]
+            if (name, i, t) in seen:
+                continue
+            seen.add((name, i, t))
+            current = list(_segment(self.prompt, name).ids)
+            candidates.append(self.prompt.with_tokens(name, current[:i] + [t] + current[i + 1 :]))
+            swaps.append((name, i, t))
+        return candidates, swaps
+
+    def _pez_step(self, batch_size: int, accumulation: int):
+        """PEZ's rule (Wen et al., 2023): the gradient of the loss at the continuous vectors' nearest tokens moves
+        the continuous vectors (Adam); their new projection is the one candidate."""
+        if self.pez is None:
+            self.pez = {"x": {s.name: self.embeddings[list(s.ids)].detach().float().clone()
+                              for s in self.prompt.segments_of(SegmentKind.TOKENS)},
+                        "m": {}, "v": {}, "t": 0}  # fmt: skip
+        projected = self._project()
+        grads, grad_loss = self._gradients(projected, [self.stream.take(batch_size) for _ in range(accumulation)])
+        state, lr, (b1, b2) = self.pez, self.cfg.pez_lr, (0.9, 0.999)
+        state["t"] += 1
+        for name, x in state["x"].items():
+            g = grads[name].float()
+            m = state["m"][name] = b1 * state["m"].get(name, torch.zeros_like(g)) + (1 - b1) * g
+            v = state["v"][name] = b2 * state["v"].get(name, torch.zeros_like(g)) + (1 - b2) * g * g
+            m_hat, v_hat = m / (1 - b1 ** state["t"]), v / (1 - b2 ** state["t"])
+            state["x"][name] = x - lr * m_hat / (v_hat.sqrt() + 1e-8)
+        new = self._project()
+        if _tokens(new) == _tokens(self.prompt):
+            return [], [], grad_loss
+        return [new], [("*", 0, None)], grad_loss
+
+    def _project(self) -> Prompt:
+        """The prompt whose trigger tokens are the allowed tokens nearest (cosine) to the continuous vectors."""
+        table = torch.nn.functional.normalize(self.embeddings.detach().float(), dim=-1)
+        prompt = self.prompt
+        for name, x in self.pez["x"].items():
+            sims = torch.nn.functional.normalize(x, dim=-1) @ table.T
+            sims[:, ~self.allowed] = float("-inf")
+            prompt = prompt.with_tokens(name, sims.argmax(-1).tolist())
+        return prompt
+
+    def _gradients(self, prompt: Prompt, batches: list[list[Example]]):
+        """Sum over batches of d(loss)/d(trigger embeddings) of ``prompt``, per token segment; and the mean loss."""
         grads: dict[str, torch.Tensor] = {}
         total = 0.0
         for batch in batches:
             vectors = {s.name: self.embeddings[list(s.ids)].detach().clone().requires_grad_()
-                       for s in self.prompt.segments_of(SegmentKind.TOKENS)}  # fmt: skip
+                       for s in prompt.segments_of(SegmentKind.TOKENS)}  # fmt: skip
             with torch.enable_grad():  # losses(): a causal LM runs the input in front of the triggers without a graph
-                loss = self.scorer.losses([self.prompt], batch, vectors=vectors)[0]
+                loss = self.scorer.losses([prompt], batch, vectors=vectors)[0]
                 loss.backward()
             total += loss.detach().item()
             for name, v in vectors.items():

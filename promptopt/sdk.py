@@ -15,6 +15,7 @@ from promptopt.data.state import ResumableState, first_difference
 from promptopt.data.prompt import Prompt, Segment, SegmentKind, decode_escapes, parse_template
 from promptopt.data.tasks import Example, TaskKind, TaskSpec
 from promptopt.engine.adapt import ModelEdit, model_kv, prefix_shape, swapped_parameters
+from promptopt.engine.generate import Generation, generate
 from promptopt.engine.model import LoadedModel, load_model
 from promptopt.engine.scoring import EvalResult, Scorer
 from promptopt.engine.train import BatchStream, FitResult, PromptVectors, TrainConfig, fit
@@ -73,7 +74,7 @@ __all__ = [
     "RunSession", "check_label_search", "label_search_step", "taskset_context", "taskset_fingerprint",
     "taskset_result", "tell_evaluation",
     "Evaluation", "ResumableState", "SearchIteration", "TrainStep", "append_jsonl", "first_difference", "read_history",
-    "BatchStream", "ConfigError", "DataError", "EvalResult", "Example", "FitResult", "LoadedModel", "NoConfig",
+    "BatchStream", "ConfigError", "Generation", "generate", "DataError", "EvalResult", "Example", "FitResult", "LoadedModel", "NoConfig",
     "OptimizeResult", "Prompt", "PromptOptimizer", "PromptVectors", "PromptoptError", "RunContext", "RunResult",
     "Scorer", "Segment", "SegmentKind", "SoftPromptConfig", "SoftPromptInit", "TaskData", "TaskKind",
     "TaskSetOptions", "TaskSpec", "TemplateError", "TemplateRule", "TrainConfig", "allowed_tokens", "atomic_path",

@@ -97,7 +97,8 @@ def test_search_runs_and_saves_a_hard_prompt_on_both_model_kinds(tiny_lms, tmp_p
     assert [h["step"] for h in history if h.get("kind") == "search_iteration"] == [1, 2, 3]
 
 
-def test_search_finds_the_planted_trigger_and_lowers_the_training_loss(tiny_model_dirs, tmp_path):
+@pytest.mark.parametrize("rule", ["autoprompt", "gcg"])
+def test_search_finds_the_planted_trigger_and_lowers_the_training_loss(tiny_model_dirs, tmp_path, rule):
     """Only one token can make the residual-only model say "positive": the search must find it from "the"."""
     lm = residual_only(tiny_model_dirs["causal"])
     tok = lm.tokenizer
@@ -116,7 +117,7 @@ def test_search_finds_the_planted_trigger_and_lowers_the_training_loss(tiny_mode
     before = float(scorer.loss(start, train))
     result = promptopt.run(method="autoprompt", task=str(spec), lm=lm, templates=["{text}[T]{answer}"],
                            output=str(tmp_path / "run"), progress=False, train={"steps": 2, "batch_size": 8},
-                           method_options={"candidates": 3, "select_every": 1})  # fmt: skip
+                           method_options={"candidates": 3, "select_every": 1, "rule": rule})  # fmt: skip
     found = Prompt.load(tmp_path / "run" / "prompt")
     after = float(scorer.loss(found, train))
     assert abs(before - torch.log(torch.tensor(2.0)).item()) < 1e-4  # "the" leaves both labels equally likely
@@ -499,3 +500,102 @@ def test_saved_ids_are_authoritative_even_when_the_text_tokenizes_differently(ti
     assert torch.equal(scorer.scores(loaded, examples), scorer.scores(prompt, examples))
     retyped = Prompt.from_template("Review: {text}" + text + "{answer}")
     assert not torch.allclose(scorer.scores(retyped, examples), scorer.scores(prompt, examples))
+
+
+def _search_history(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    return [h for h in rows if h.get("kind") == "search_iteration"]
+
+
+def test_gcg_step_scores_swaps_at_several_positions_together_and_never_accepts_a_worse_one(tiny_lms, tmp_path,
+                                                                                          monkeypatch):  # fmt: skip
+    from promptopt_plugins import autoprompt
+
+    calls = []
+    real = autoprompt._Search._losses
+
+    def losses(self, prompts, examples):
+        out = real(self, prompts, examples)
+        calls.append(([p.segments_of(SegmentKind.TOKENS)[0].ids for p in prompts], out))
+        return out
+
+    monkeypatch.setattr(autoprompt._Search, "_losses", losses)
+    promptopt.run(method="autoprompt", task=TASK, lm=tiny_lms["causal"], output=str(tmp_path / "run"), max_train=8,
+                  max_eval=8, progress=False, train={"steps": 4, "batch_size": 4},
+                  method_options={"rule": "gcg", "candidates": 4, "swaps": 8, "n_triggers": 3, "confirm": 0,
+                                  "select_every": 0})  # fmt: skip
+    steps = _search_history(tmp_path / "run")
+    assert len(steps) == len(calls) == 4  # one batched forward per iteration (confirm=0)
+    positions = set()
+    for k, ((ids, loss), step) in enumerate(zip(calls, steps)):
+        current, swaps = ids[0], ids[1:]
+        assert len(swaps) > 1 and len(set(swaps)) == len(swaps)
+        for cand in swaps:
+            diff = [i for i in range(3) if cand[i] != current[i]]
+            assert len(diff) == 1
+            positions.add(diff[0])
+        after = calls[k + 1][0][0] if k + 1 < len(calls) else None
+        if step["accepted"]:
+            assert float(loss[1:].min()) < float(loss[0])
+            assert after in (None, swaps[int(torch.argmin(loss[1:]))])
+        else:
+            assert float(loss[1:].min()) >= float(loss[0]) and after in (None, current)
+    assert len(positions) > 1
+
+
+def test_gcg_keeps_the_current_prompt_when_every_swap_scores_worse_on_its_batch(tiny_lms, tmp_path, monkeypatch):
+    from promptopt_plugins import autoprompt
+
+    monkeypatch.setattr(autoprompt._Search, "_losses",
+                        lambda self, prompts, examples: torch.tensor([0.5] + [0.5 + 1e-6] * (len(prompts) - 1)))
+    promptopt.run(method="autoprompt", task=TASK, lm=tiny_lms["causal"], output=str(tmp_path / "run"), max_train=8,
+                  max_eval=8, progress=False, train={"steps": 3},
+                  method_options={"rule": "gcg", "confirm": 0, "select_every": 0, "n_triggers": 2})  # fmt: skip
+    steps = _search_history(tmp_path / "run")
+    assert [s["accepted"] for s in steps] == [False] * 3 and all(s["candidates"] > 1 for s in steps)
+    found = Prompt.load(tmp_path / "run" / "prompt")
+    assert found.meta["search"]["accepted"] == 0
+    assert found.segments_of(SegmentKind.TOKENS)[0].ids == (token_id(tiny_lms["causal"].tokenizer, "the"),) * 2
+
+
+def test_pez_moves_continuous_vectors_and_scores_their_nearest_allowed_tokens(tiny_lms, tmp_path):
+    lm = tiny_lms["causal"]
+    promptopt.run(method="autoprompt", task=TASK, lm=lm, output=str(tmp_path / "run"), max_train=8, max_eval=8,
+                  progress=False, train={"steps": 3, "batch_size": 4},
+                  method_options={"rule": "pez", "pez_lr": 0.5, "n_triggers": 2, "confirm": 0})  # fmt: skip
+    state = json.loads((tmp_path / "run" / "checkpoint" / "autoprompt.json").read_text())["state"]
+    x = torch.tensor(state["pez"]["x"]["t0"])
+    start = lm.embeddings.weight[[token_id(lm.tokenizer, "the")] * 2].float()
+    assert x.shape == start.shape and state["pez"]["t"] == 3 and not torch.allclose(x, start)
+    steps = _search_history(tmp_path / "run")
+    assert len(steps) == 3 and all(s["rule"] == "pez" for s in steps)
+    found = Prompt.load(tmp_path / "run" / "prompt")
+    ids = found.segments_of(SegmentKind.TOKENS)[0].ids
+    allowed = allowed_tokens(lm.tokenizer, lm.embeddings.weight.shape[0], ["negative", "positive"], set(), True)
+    assert all(bool(allowed[i]) for i in ids)
+
+
+@pytest.mark.parametrize("rule", ["gcg", "pez"])
+def test_gcg_and_pez_searches_interrupted_and_resumed_end_as_the_uninterrupted_one(tiny_lms, tmp_path, monkeypatch,
+                                                                                  rule):  # fmt: skip
+    from kill_harness import history
+    from promptopt_plugins import autoprompt
+
+    args = dict(method="autoprompt", task=TASK, lm=tiny_lms["causal"], max_train=8, max_eval=8, progress=False,
+                train={"steps": 4, "batch_size": 4},
+                method_options={"rule": rule, "n_triggers": 2, "select_every": 1, "swaps": 6})  # fmt: skip
+    full = promptopt.run(**args, output=str(tmp_path / "full"))
+    real = autoprompt._Search._iterate
+
+    def crash_at_third(self, it, batch_size, accumulation):
+        if it == 3:
+            raise KeyboardInterrupt("interrupted")
+        return real(self, it, batch_size, accumulation)
+
+    monkeypatch.setattr(autoprompt._Search, "_iterate", crash_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        promptopt.run(**args, output=str(tmp_path / "cut"))
+    monkeypatch.setattr(autoprompt._Search, "_iterate", real)
+    resumed = promptopt.run(**args, output=str(tmp_path / "cut"), resume=True)
+    assert resumed.prompt_text == full.prompt_text and resumed.metrics["eval"] == full.metrics["eval"]
+    assert history(tmp_path / "cut" / "history.jsonl") == history(tmp_path / "full" / "history.jsonl")

@@ -161,10 +161,11 @@ class Scorer:
         pos = ((mask.cumsum(-1) - 1).clamp(min=0) + self._pos_offset)
         tol = check_tolerance(self.lm.dtype)
         with torch.inference_mode():
-            full = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float()
+            at = self._positions(pos)
+            full = model(input_ids=ids, attention_mask=mask, **at).logits.float()
             if facts.base is not None and facts.head is not None:
                 try:
-                    hidden = facts.base(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+                    hidden = facts.base(input_ids=ids, attention_mask=mask, **at).last_hidden_state
                     ok = torch.allclose(facts.head(hidden).float(), full, **tol)
                 except Exception as e:  # an unusual architecture: fall back to full logits
                     ok = False
@@ -197,9 +198,7 @@ class Scorer:
                 cache = _new_cache(prefix_kv(self._prefix, emb.shape[0], emb.dtype, emb.device))
             mask = torch.cat([torch.ones((mask.shape[0], n), dtype=mask.dtype, device=mask.device), mask], dim=1)
             pos = pos + n
-        kwargs = {"inputs_embeds": emb, "attention_mask": mask}
-        if capabilities(self.lm).position_ids:  # not for ALiBi models (BLOOM): they number positions from the mask
-            kwargs["position_ids"] = pos
+        kwargs = {"inputs_embeds": emb, "attention_mask": mask, **self._positions(pos)}
         if cache is not None:
             kwargs[self.facts.cache_arg] = cache
             kwargs["use_cache"] = True
@@ -209,6 +208,10 @@ class Scorer:
         """Whether the layers cannot write a key/value cache now: checkpointed layers with gradients on."""
         return self.lm.gradient_checkpointing and torch.is_grad_enabled()
 
+    def _positions(self, pos) -> dict:
+        """``position_ids`` for the model's forward, where it takes them (not ALiBi models, not DistilBERT < 5)."""
+        return {"position_ids": pos} if capabilities(self.lm).position_ids else {}
+
     def _logits_at(self, encs: list[Encoded], table) -> torch.Tensor:
         """Vocabulary logits (float32) at each example's read positions: ``(B, R, V)``."""
         facts = self.facts
@@ -216,7 +219,7 @@ class Scorer:
             batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
             emb = embed(self.lm, batch, table)
             logits = self.lm.model(inputs_embeds=emb, attention_mask=batch.attention_mask,
-                                   position_ids=batch.position_ids).logits  # fmt: skip
+                                   **self._positions(batch.position_ids)).logits  # fmt: skip
             return _gather(logits, batch.read).float()
         shared = min(_common_prefix(encs), min(min(e.read) for e in encs)) if len(encs) > 1 else 0
         if self.share_prefix and facts.share_ok and shared >= MIN_SHARED_PREFIX and len(encs) > 1 and not self._no_cache():
@@ -537,7 +540,7 @@ class Scorer:
                 else:  # the full model computes every position: pick the read positions out
                     batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
                     self.lm.model(inputs_embeds=embed(self.lm, batch, layout.table),
-                                  attention_mask=batch.attention_mask, position_ids=batch.position_ids)  # fmt: skip
+                                  attention_mask=batch.attention_mask, **self._positions(batch.position_ids))  # fmt: skip
                     rows.append(_gather(captured[-1], batch.read)[:, 0])
         finally:
             handle.remove()

@@ -132,3 +132,11 @@ class PromptOptimizer:
 
     def optimize(self, run: RunContext) -> OptimizeResult:
         raise NotImplementedError
+
+    def example_inputs(self, run: RunContext, prompt: Prompt, inputs: list[dict]) -> list[dict]:
+        """The input fields the returned ``prompt`` is scored with on the reported split, after :meth:`optimize`.
+
+        Called once with every example's inputs (never their labels). A method whose prompt is completed per input
+        (in-context demonstrations chosen for each input) adds its fields here; the default returns ``inputs``.
+        """
+        return inputs

@@ -228,7 +228,8 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         start, before = time.perf_counter(), counter.snapshot()
         counter.limit = before.flops + opts.budget_flops if opts.budget_flops is not None else None
         try:
-            found: OptimizeResult = optimizer_cls(method_config).optimize(ctx)
+            optimizer = optimizer_cls(method_config)
+            found: OptimizeResult = optimizer.optimize(ctx)
         finally:
             counter.limit = None
         result.train_seconds = time.perf_counter() - start
@@ -245,6 +246,8 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         if found.edit is not None:
             found.edit.save(out / "prompt")
         before = counter.snapshot()
+        filled = optimizer.example_inputs(ctx, prompt, [ex.inputs for ex in eval_examples])
+        eval_examples = [dataclasses.replace(ex, inputs=x) for ex, x in zip(eval_examples, filled)]
         with applied(lm, found.edit):
             evaluation = ctx.evaluate(prompt, eval_examples, split="eval", progress="eval" if opts.progress else False)
         result.compute = {"train": spent.to_json(), "eval": counter.since(before).to_json()}

@@ -713,6 +713,29 @@ def _template_used(templates: list[str], prompt_text: str) -> str:
     return ""
 
 
+def _readable_prompt(run_dir: Path, text: str) -> str:
+    """The prompt's text as the report shows it: in-context demonstrations (``meta["demonstrations"]`` of the saved
+    prompt) named by the examples used, ``[demonstrations: SOURCE (LABEL), ...]``, in place of their rendered text."""
+    try:
+        used = (read_json(run_dir / "prompt" / "prompt.json").get("meta") or {}).get("demonstrations")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return text
+    if not used or not isinstance(used, list):
+        return text
+    if "pool" in used[0]:  # chosen per input
+        first = used[0]
+        per = "per class" if first.get("per_class") else "in all"
+        return (f"[demonstrations per input: {first.get('choice')}, k={first.get('k')} {per}, from "
+                f"{len(first['pool'])} training examples]" + text.replace("{demonstrations}", "", 1))  # fmt: skip
+    block = "".join(u.get("text", "") for u in used)
+    named = ", ".join(f"{u.get('source')} ({u.get('label')})" for u in used)
+    rest = text
+    for u in used:  # the rendered block comes first in the text; what follows it is the template
+        at = rest.find(u.get("text", ""))
+        rest = rest[at + len(u.get("text", "")) :] if at >= 0 and block else rest
+    return f"[demonstrations: {named}] " + rest.lstrip("\n")
+
+
 def _read_config(run_dir: Path, fallback: dict | None = None) -> dict:
     try:
         conf = read_json(run_dir / "config.json")
@@ -739,7 +762,7 @@ def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> R
         if settings[key] is None:
             settings[key] = value
     ids, golds, preds = _read_predictions(run_dir)
-    prompt_text = result.prompt_text or ""
+    prompt_text = _readable_prompt(run_dir, result.prompt_text or "")
     return RunEntry(
         model=result.model, task=result.task, method=result.method, seed=int(result.seed), status=result.status,
         error=result.error, metric=_metric_name(metrics), score=metrics.get("score"),
