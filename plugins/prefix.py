@@ -30,11 +30,9 @@ from promptopt import hookimpl
 from promptopt.sdk import (
     ConfigError,
     OptimizeResult,
-    Prompt,
     PromptOptimizer,
-    PromptoptError,
     RunContext,
-    SegmentKind,
+    adapter_template,
     enum_value,
     fit,
     frequent_token_ids,
@@ -123,13 +121,7 @@ class PrefixOptimizer(PromptOptimizer):
 
     def optimize(self, run: RunContext) -> OptimizeResult:
         config = self.config
-        if not run.templates:
-            raise PromptoptError("no template to train a prefix for: the task has none and no --template was given")
-        prompt = Prompt.from_template(run.templates[0])
-        prompt.check_fields(run.task.inputs)
-        if prompt.segments_of(SegmentKind.VECTORS) or prompt.segments_of(SegmentKind.TOKENS):
-            raise ConfigError(f"template {run.templates[0]!r}: the prefix method trains keys/values in front of the "
-                              "input, not [P]/[T] slots; give a template without them (--template)")  # fmt: skip
+        prompt = adapter_template(run)
         params = PrefixParams(config, run.lm, run.seed)
         scorer = run.scorer
 

@@ -19,14 +19,15 @@ from promptopt.pipeline.methods import OptimizeResult, RunContext
 
 
 def adapter_template(run: RunContext) -> Prompt:
-    """The run's first template as a prompt; it must have no ``[P]``/``[T]`` slot."""
+    """The run's first template as a prompt, for a method that trains something other than slots in it (adapter
+    weights, a deep prefix); it must have no ``[P]``/``[T]`` slot."""
     if not run.templates:
         raise PromptoptError("no template: the task has none and no --template was given")
     prompt = Prompt.from_template(run.templates[0])
     prompt.check_fields(run.task.inputs)
     if prompt.segments_of(SegmentKind.VECTORS) or prompt.segments_of(SegmentKind.TOKENS):
-        raise ConfigError(f"template {run.templates[0]!r}: method {run.method!r} adapts the model under a fixed "
-                          "template; give one without [P]/[T] slots (--template)")  # fmt: skip
+        raise ConfigError(f"template {run.templates[0]!r}: method {run.method!r} trains under a fixed template, "
+                          "not [P]/[T] slots; give one without them (--template)")  # fmt: skip
     return prompt
 
 
