@@ -72,7 +72,6 @@ class Encoded:
     ids: list[int]
     vectors: list[tuple[int, int]]  # (position, row of the VectorLayout table)
     read: list[int]  # positions whose output logits are read
-    shared: int  # leading positions identical for every example of this prompt (for key/value reuse)
     truncated: int = 0  # input tokens cut to fit the model's positions (see Encoder.encode)
     decoder: list[int] | None = None  # encoder-decoder: the decoder's input ids (``read`` indexes them)
 
@@ -256,11 +255,8 @@ class Encoder:
         ids: list[int] = list(self.bos)
         vectors: list[tuple[int, int]] = []
         read: list[int] = []
-        shared: int | None = None
         for part in parts:
             if part[0] == "run":
-                if part[2] and shared is None:
-                    shared = len(ids)
                 ids.extend(next(tokens))
             elif part[0] == "tokens":
                 ids.extend(part[1])
@@ -285,8 +281,7 @@ class Encoder:
             start = self.lm.model.config.decoder_start_token_id
             decoder = [self.pad_id if start is None else start, *continuation[:-1]]
             read = list(range(max(1, len(continuation))))
-        return Encoded(ids=ids, vectors=vectors, read=read, shared=len(ids) if shared is None else shared,
-                       decoder=decoder)  # fmt: skip
+        return Encoded(ids=ids, vectors=vectors, read=read, decoder=decoder)
 
 
 def chat_turn(lm: LoadedModel) -> tuple[str, str]:

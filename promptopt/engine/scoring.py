@@ -659,7 +659,7 @@ def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[Encoded]:
     out = []
     for row, m in zip(ids.tolist(), mask.tolist()):
         row = [t for t, keep in zip(row, m) if keep]
-        out.append(Encoded(ids=row, vectors=[], read=[len(row) - 1], shared=4))
+        out.append(Encoded(ids=row, vectors=[], read=[len(row) - 1]))
     out[1].ids[:4] = out[0].ids[:4]
     return out
 
@@ -667,7 +667,7 @@ def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[Encoded]:
 def _drop_front(enc: Encoded, n: int) -> Encoded:
     """The part of ``enc`` from position ``n`` on, positions renumbered from 0."""
     return Encoded(ids=enc.ids[n:], vectors=[(p - n, r) for p, r in enc.vectors if p >= n],
-                   read=[r - n for r in enc.read], shared=0)  # fmt: skip
+                   read=[r - n for r in enc.read])  # fmt: skip
 
 
 def _common_prefix(encs: list[Encoded]) -> int:
@@ -689,7 +689,7 @@ def _common_prefix(encs: list[Encoded]) -> int:
 
 
 def _truncate(enc: Encoded, n: int) -> Encoded:
-    return Encoded(ids=enc.ids[:n], vectors=[(p, r) for p, r in enc.vectors if p < n], read=[n - 1], shared=n)
+    return Encoded(ids=enc.ids[:n], vectors=[(p, r) for p, r in enc.vectors if p < n], read=[n - 1])
 
 
 def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
