@@ -128,6 +128,24 @@ def test_left_and_right_padding_give_the_same_scores(tiny_lm, reviews_task):
     assert torch.allclose(left, right, atol=1e-5)
 
 
+def test_right_padded_causal_batches_run_without_a_padding_mask_only_where_proven(tiny_lms, reviews_task):
+    tiny_lm = tiny_lms["causal"]
+    prompt = Prompt.from_template("Review: {text}\nSentiment: {answer}")
+    scorer = Scorer(tiny_lm, reviews_task)
+    batch = collate([scorer.encoder.encode(prompt, ex.inputs, VectorLayout.build(prompt)) for ex in examples()],
+                    scorer.encoder.pad_id, scorer.side, tiny_lm.device)  # fmt: skip
+    assert scorer.side == "right" and bool((batch.attention_mask == 0).any())  # the batch really is padded
+    assert scorer._mask(batch) is None
+    assert Scorer(tiny_lm, reviews_task, padding_side="left")._mask(batch) is batch.attention_mask
+    maskless = scorer.class_scores(prompt, examples())
+    scorer.facts.maskless_ok = False  # as for a model where the check failed: the mask is passed
+    try:
+        assert scorer._mask(batch) is batch.attention_mask
+        torch.testing.assert_close(scorer.class_scores(prompt, examples()), maskless, atol=1e-5, rtol=0)
+    finally:
+        scorer.facts.maskless_ok = True
+
+
 def test_scores_do_not_depend_on_batch_composition(tiny_lm, reviews_task):
     scorer = Scorer(tiny_lm, reviews_task)
     prompt = Prompt.from_template("Review: {text}\nSentiment: {answer}")

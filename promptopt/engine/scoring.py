@@ -90,6 +90,9 @@ class _ModelFacts:
     head: torch.nn.Module | None
     cache_arg: str | None
     share_ok: bool = False
+    #: a right-padded causal batch scores the same without its attention mask (pads come after every real token),
+    #: so attention runs as plain causal attention (the fused kernels) instead of with a padding mask
+    maskless_ok: bool = False
     checked: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -133,7 +136,7 @@ class Scorer:
             raise PromptoptError(f"scoring rule {self.scoring.value!r} applies to classification tasks; fact retrieval "
                                  "ranks the vocabulary by log-probability")  # fmt: skip
         self.batch_size = batch_size
-        self.side = padding_side or ("left" if lm.kind == ModelKind.CAUSAL else "right")
+        self.side = padding_side or "right"
         self.encoder = Encoder(lm, max_length, chat_template)
         self.share_prefix = share_prefix and lm.kind == ModelKind.CAUSAL
         self.facts = _model_facts(lm)
@@ -176,6 +179,17 @@ class Scorer:
                 facts.head = None
             if facts.head is None:
                 facts.notes.append("vocabulary logits computed at every position (slow path)")
+            if self.lm.kind == ModelKind.CAUSAL and facts.base is not None:
+                try:
+                    right = torch.ones_like(ids)
+                    right[1, -3:] = 0  # right padding in the second row
+                    rpos = (right.cumsum(-1) - 1).clamp(min=0) + self._pos_offset
+                    ref = facts.base(input_ids=ids, attention_mask=right, **self._positions(rpos)).last_hidden_state
+                    got = facts.base(input_ids=ids, **self._positions(rpos)).last_hidden_state
+                    real = right.bool()
+                    facts.maskless_ok = torch.allclose(ref[real].float(), got[real].float(), **tol)
+                except Exception as e:
+                    facts.notes.append(f"attention without a padding mask unavailable: {e}")
             if self.lm.kind == ModelKind.CAUSAL and facts.head is not None and facts.cache_arg is not None:
                 try:
                     ref = self._hidden_plain(_rows(ids, mask), None)
@@ -196,13 +210,20 @@ class Scorer:
             n = self._prefix.shape[-2]
             if cache is None or cache.get_seq_length() == 0:  # a non-empty cache already starts with them
                 cache = _new_cache(prefix_kv(self._prefix, emb.shape[0], emb.dtype, emb.device))
-            mask = torch.cat([torch.ones((mask.shape[0], n), dtype=mask.dtype, device=mask.device), mask], dim=1)
+            if mask is not None:
+                mask = torch.cat([torch.ones((mask.shape[0], n), dtype=mask.dtype, device=mask.device), mask], dim=1)
             pos = pos + n
         kwargs = {"inputs_embeds": emb, "attention_mask": mask, **self._positions(pos)}
         if cache is not None:
             kwargs[self.facts.cache_arg] = cache
             kwargs["use_cache"] = True
         return self.facts.base(**kwargs)
+
+    def _mask(self, batch: Batch) -> torch.Tensor | None:
+        """The attention mask to pass: none for a right-padded causal batch where that was proven equal."""
+        if self.facts.maskless_ok and self.side == "right" and self.lm.kind == ModelKind.CAUSAL:
+            return None
+        return batch.attention_mask
 
     def _no_cache(self) -> bool:
         """Whether the layers cannot write a key/value cache now: checkpointed layers with gradients on."""
@@ -218,7 +239,7 @@ class Scorer:
         if facts.head is None:
             batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
             emb = embed(self.lm, batch, table)
-            logits = self.lm.model(inputs_embeds=emb, attention_mask=batch.attention_mask,
+            logits = self.lm.model(inputs_embeds=emb, attention_mask=self._mask(batch),
                                    **self._positions(batch.position_ids)).logits  # fmt: skip
             return _gather(logits, batch.read).float()
         shared = min(_common_prefix(encs), min(min(e.read) for e in encs)) if len(encs) > 1 else 0
@@ -239,7 +260,7 @@ class Scorer:
 
     def _hidden_plain(self, encs, table):
         batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
-        out = self._run_base(embed(self.lm, batch, table), batch.attention_mask, batch.position_ids)
+        out = self._run_base(embed(self.lm, batch, table), self._mask(batch), batch.position_ids)
         return _gather(out.last_hidden_state, batch.read)
 
     def _hidden_shared(self, encs, table, shared):
@@ -252,8 +273,9 @@ class Scorer:
         rest = collate(encs, self.encoder.pad_id, self.side, device, start=shared)
         n = len(encs)
         cache = _new_cache([(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])) for k, v in kv])
-        mask = torch.cat([torch.ones((n, shared), dtype=rest.attention_mask.dtype, device=device),
-                          rest.attention_mask], dim=1)  # fmt: skip
+        mask = self._mask(rest)
+        if mask is not None:
+            mask = torch.cat([torch.ones((n, shared), dtype=mask.dtype, device=device), mask], dim=1)
         out = self._run_base(embed(self.lm, rest, table), mask, rest.position_ids, cache=cache)
         return _gather(out.last_hidden_state, rest.read)
 
@@ -540,7 +562,7 @@ class Scorer:
                 else:  # the full model computes every position: pick the read positions out
                     batch = collate(encs, self.encoder.pad_id, self.side, self.lm.device, offset=self._pos_offset)
                     self.lm.model(inputs_embeds=embed(self.lm, batch, layout.table),
-                                  attention_mask=batch.attention_mask, **self._positions(batch.position_ids))  # fmt: skip
+                                  attention_mask=self._mask(batch), **self._positions(batch.position_ids))  # fmt: skip
                     rows.append(_gather(captured[-1], batch.read)[:, 0])
         finally:
             handle.remove()
