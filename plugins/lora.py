@@ -44,7 +44,8 @@ def target_modules(model: torch.nn.Module, targets: str) -> dict[str, torch.nn.L
     body = getattr(model, model.base_model_prefix, None) or model
     prefix = f"{model.base_model_prefix}." if body is not model else ""
     names = {t.strip() for t in targets.split(",") if t.strip()}
-    linear = {prefix + n: m for n, m in body.named_modules() if isinstance(m, torch.nn.Linear)}
+    head = model.get_output_embeddings()  # inside the body where there is no separate body (T5): never adapted
+    linear = {prefix + n: m for n, m in body.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
     found = linear if names == {"all-linear"} else {n: m for n, m in linear.items() if n.rsplit(".", 1)[-1] in names}
     if not found:
         known = sorted({n.rsplit(".", 1)[-1] for n in linear})

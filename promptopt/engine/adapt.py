@@ -11,7 +11,9 @@ bit-identical for the next run.
   trainable tensors in place of some of its parameters (the model's parameters stay frozen and untouched).
 * Deep prefixes are per-layer keys and values in front of every input, a
   ``(layers, 2, kv_heads, n, head_dim)`` tensor held by :attr:`promptopt.data.prompt.Prompt.prefix`;
-  :func:`prefix_shape` gives that shape for a model and :func:`prefix_kv` the per-layer pairs for a batch.
+  :func:`prefix_shape` gives that shape for a model and :func:`prefix_kv` the per-layer pairs for a batch. An
+  encoder-decoder's prefix sits in its decoder's self-attention (the layers that take a key/value cache; its encoder
+  takes none), in front of the decoder's input at every decoder layer.
 """
 
 from __future__ import annotations
@@ -148,13 +150,21 @@ def applied(lm, edit: ModelEdit | None):
 # -- deep prefixes ------------------------------------------------------------------------------------------------
 
 
+def _seq2seq(lm) -> bool:
+    return bool(getattr(lm.model.config, "is_encoder_decoder", False))
+
+
 def prefix_shape(lm, n: int) -> tuple[int, int, int, int, int]:
-    """``(layers, 2, kv_heads, n, head_dim)``: the shape of an ``n``-position deep prefix for ``lm``."""
+    """``(layers, 2, kv_heads, n, head_dim)``: the shape of an ``n``-position deep prefix for ``lm`` (an
+    encoder-decoder's: its decoder's layers)."""
     config = lm.model.config
-    heads = config.num_attention_heads
+    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    if _seq2seq(lm):  # T5 names them num_decoder_layers, BART decoder_layers / decoder_attention_heads
+        layers = getattr(config, "num_decoder_layers", None) or getattr(config, "decoder_layers", None) or layers
+        heads = getattr(config, "decoder_attention_heads", None) or heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return (config.num_hidden_layers, 2, kv_heads, n, head_dim)
+    head_dim = getattr(config, "head_dim", None) or getattr(config, "d_kv", None) or config.hidden_size // heads
+    return (layers, 2, kv_heads, n, head_dim)
 
 
 def check_prefix(lm, prefix: torch.Tensor, where: str = "the prompt") -> None:
@@ -171,28 +181,56 @@ def prefix_kv(prefix: torch.Tensor, batch: int, dtype, device) -> list[tuple[tor
             for layer in prefix]  # fmt: skip
 
 
+def seq2seq_prefix_cache(kv: list[tuple[torch.Tensor, torch.Tensor]] | None):
+    """An encoder-decoder's cache holding ``kv`` (per decoder layer) in its self-attention part and nothing yet in
+    its cross-attention part (the decoder computes that from the encoder's output)."""
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    if kv is None:
+        return EncoderDecoderCache(DynamicCache(), DynamicCache())
+    try:
+        own = DynamicCache(ddp_cache_data=kv)
+    except TypeError:  # older transformers
+        own = DynamicCache.from_legacy_cache(tuple(kv))
+    return EncoderDecoderCache(own, DynamicCache())
+
+
 def model_kv(lm, embeds: torch.Tensor) -> torch.Tensor:
     """The keys/values the model itself computes at every layer for the input vectors ``embeds`` ``(n, hidden)``
-    at positions ``0..n-1``, as a deep prefix ``(layers, 2, kv_heads, n, head_dim)`` (differentiable in ``embeds``)."""
+    at positions ``0..n-1``, as a deep prefix ``(layers, 2, kv_heads, n, head_dim)`` (differentiable in ``embeds``).
+    An encoder-decoder: its decoder's self-attention keys/values with ``embeds`` as the decoder's input and as the
+    encoder's (as if the same tokens stood in front on both sides)."""
     from transformers import DynamicCache
 
     from promptopt.engine.inputs import cache_argument, position_offset
 
     model = lm.model
-    base = getattr(model, model.base_model_prefix, None) or model
-    arg = cache_argument(base)
-    if arg is None:
-        raise PromptoptError(f"{lm.name}: the model takes no key/value cache, so it cannot hold a deep prefix")
     n = embeds.shape[0]
-    pos = torch.arange(n, device=lm.device).unsqueeze(0) + position_offset(lm)
-    cache = DynamicCache()
-    out = base(inputs_embeds=embeds.unsqueeze(0).to(lm.embeddings.weight.dtype), position_ids=pos,
-               attention_mask=torch.ones((1, n), dtype=torch.long, device=lm.device), **{arg: cache}, use_cache=True)  # fmt: skip
-    cache = getattr(out, arg, None) or getattr(out, "past_key_values", None) or cache
+    x = embeds.unsqueeze(0).to(lm.embeddings.weight.dtype)
+    ones = torch.ones((1, n), dtype=torch.long, device=lm.device)
+    if _seq2seq(lm):
+        decoder = model.get_decoder()
+        arg = cache_argument(decoder) or "past_key_values"
+        cache = seq2seq_prefix_cache(None)
+        source = model.get_encoder()(inputs_embeds=x, attention_mask=ones).last_hidden_state
+        out = decoder(inputs_embeds=x, encoder_hidden_states=source, encoder_attention_mask=ones, **{arg: cache},
+                      use_cache=True)  # fmt: skip
+        cache = (getattr(out, arg, None) or getattr(out, "past_key_values", None) or cache).self_attention_cache
+        layers = prefix_shape(lm, n)[0]
+    else:
+        base = getattr(model, model.base_model_prefix, None) or model
+        arg = cache_argument(base)
+        if arg is None:
+            raise PromptoptError(f"{lm.name}: the model takes no key/value cache, so it cannot hold a deep prefix")
+        pos = torch.arange(n, device=lm.device).unsqueeze(0) + position_offset(lm)
+        cache = DynamicCache()
+        out = base(inputs_embeds=x, position_ids=pos, attention_mask=ones, **{arg: cache}, use_cache=True)
+        cache = getattr(out, arg, None) or getattr(out, "past_key_values", None) or cache
+        layers = model.config.num_hidden_layers
     if hasattr(cache, "layers"):
         pairs = [(layer.keys, layer.values) for layer in cache.layers]
     else:
         pairs = list(zip(cache.key_cache, cache.value_cache))
-    if len(pairs) != model.config.num_hidden_layers:
-        raise PromptoptError(f"{lm.name}: its cache holds {len(pairs)} layers, not {model.config.num_hidden_layers}")
+    if len(pairs) != layers:
+        raise PromptoptError(f"{lm.name}: its cache holds {len(pairs)} layers, not {layers}")
     return torch.stack([torch.stack([k[0], v[0]]) for k, v in pairs]).float()

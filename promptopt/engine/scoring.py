@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from promptopt.engine import distributed
-from promptopt.engine.adapt import check_prefix, prefix_kv
+from promptopt.engine.adapt import check_prefix, prefix_kv, seq2seq_prefix_cache
 from promptopt.engine.compute import compute_counter
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt
@@ -254,8 +254,13 @@ class Scorer:
         decoder's at the read positions of its input (start token, then the answer's tokens but the last)."""
         batch = collate(encs, self.encoder.pad_id, "right", self.lm.device)
         decoder = torch.tensor([e.decoder for e in encs], dtype=torch.long, device=self.lm.device)
-        logits = self.lm.model(inputs_embeds=embed(self.lm, batch, table), attention_mask=batch.attention_mask,
-                               decoder_input_ids=decoder).logits  # fmt: skip
+        emb = embed(self.lm, batch, table)
+        deep = {}
+        if self._prefix is not None:  # a deep prompt: keys/values in front of the decoder's input, at every layer
+            kv = prefix_kv(self._prefix, emb.shape[0], emb.dtype, emb.device)
+            deep = {cache_argument(self.lm.model) or "past_key_values": seq2seq_prefix_cache(kv), "use_cache": True}
+        logits = self.lm.model(inputs_embeds=emb, attention_mask=batch.attention_mask, decoder_input_ids=decoder,
+                               **deep).logits  # fmt: skip
         return _gather(logits, batch.read).float()
 
     def _hidden_plain(self, encs, table):
