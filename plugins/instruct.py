@@ -12,7 +12,7 @@ the semantic meaning"). A candidate prompt is the instruction, a newline, then t
 The proposer is the task model (default) or any local causal LM (``proposer=PATH``); generation is the engine's
 (:func:`promptopt.sdk.generate`: the same encoding as scoring), sampled at ``temperature`` with a seed derived from
 the run's seed, the round and the candidate's number: the same seed gives the same candidates. A masked task model
-cannot write: without a ``proposer`` the search then scores the seed instructions only (and says so in the history).
+cannot write (a causal LM or an encoder-decoder can): without a ``proposer`` the search then scores the seed instructions only (and says so in the history).
 
 Every candidate (round, origin, instruction, selection metrics) is a record of ``history.jsonl``. Resume: the
 scored candidates are saved after each one (``checkpoint/instruct.json``); a resumed run generates the same
@@ -124,7 +124,7 @@ class InstructOptimizer(PromptOptimizer):
     def _proposer(self, run: RunContext):
         if self.config.proposer:
             return load_model(self.config.proposer, device=str(run.lm.device))
-        return run.lm if run.lm.kind.value == "causal" else None
+        return run.lm if run.lm.kind.value != "masked" else None
 
 
 class _Search:

@@ -278,10 +278,19 @@ class Encoder:
         ids.extend(self.eos)
         decoder = None
         if self.lm.kind == ModelKind.SEQ2SEQ:
-            start = self.lm.model.config.decoder_start_token_id
-            decoder = [self.pad_id if start is None else start, *continuation[:-1]]
+            decoder = [decoder_start(self.lm, self.pad_id), *continuation[:-1]]
             read = list(range(max(1, len(continuation))))
         return Encoded(ids=ids, vectors=vectors, read=read, decoder=decoder)
+
+
+def decoder_start(lm: LoadedModel, pad_id: int) -> int:
+    """The token an encoder-decoder's decoder starts from: its config's, else its generation config's, else the
+    padding token (T5's convention)."""
+    for config in (lm.model.config, getattr(lm.model, "generation_config", None)):
+        start = getattr(config, "decoder_start_token_id", None) if config is not None else None
+        if start is not None:
+            return int(start)
+    return pad_id
 
 
 def chat_turn(lm: LoadedModel) -> tuple[str, str]:

@@ -139,10 +139,10 @@ def readable_prompt(projected: Prompt, readable: Readable) -> Prompt:
 
 def self_description(lm: LoadedModel, prompt: Prompt, max_new_tokens: int = 16) -> str | None:
     """What the model writes after ``[vectors] means:`` (every soft segment's vectors, in order); None for a masked
-    LM. Anecdotal."""
+    LM (it cannot write). Anecdotal."""
     from promptopt.engine.generate import generate
 
-    if lm.kind != ModelKind.CAUSAL:
+    if lm.kind == ModelKind.MASKED:
         return None
     segments = [s for s in prompt.segments if s.kind == SegmentKind.VECTORS]
     if not segments:

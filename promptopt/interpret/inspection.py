@@ -34,7 +34,7 @@ from promptopt.engine.scoring import Scorer
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.interpret.ablation import ABLATIONS, VectorAblation, ablate_vectors, ranking
 from promptopt.interpret.distill import Readable, distill, readable_prompt, self_description
-from promptopt.interpret.lens import LensReading, LensToken, logit_lens
+from promptopt.interpret.lens import LensReading, LensToken, lens_unavailable, logit_lens
 from promptopt.interpret.wayward import DEFAULT_TEXT, Wayward, waywardness
 
 INSPECT_SCHEMA = "promptopt.interpret.inspection"
@@ -255,7 +255,9 @@ def inspect_prompt(prompt: Prompt, lm: LoadedModel, scorer: Scorer | None = None
         out.projected_text = projected.text(lm.tokenizer)
         if options.describe:
             out.self_description = self_description(lm, prompt)
-    if options.lens and examples:
+    if options.lens and examples and lens_unavailable(lm):
+        out.notes.append(f"logit lens skipped: {lens_unavailable(lm)}")
+    elif options.lens and examples:
         lens_on = examples[: options.lens_examples]
         out.lens = logit_lens(lm, prompt, lens_on, options.lens_layers, k=top_k,
                               padding_side=scorer.side if scorer is not None else None)  # fmt: skip

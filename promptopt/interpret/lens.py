@@ -6,6 +6,10 @@ state goes through the model's own output head (after the final norm, for a caus
 the only normed one), and the top tokens of the resulting distribution are what the model "reads" there. For the
 last layer this is exactly the model's own prediction at that position (tested). Probabilities are averaged over
 the examples given (for a causal LM, a soft prefix in front of the input reads the same for every example).
+
+An encoder-decoder has no lens here: its soft vectors sit in the encoder, whose states its output head never reads
+(the head reads the decoder's), so top tokens there would describe nothing the model computes. :func:`logit_lens`
+refuses it; ``promptopt inspect`` skips the lens with a note and does the rest (nearest tokens, projection, ...).
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ class LensReading:
 def default_layers(n_layers: int) -> list[int]:
     """A few layers: the first, the middle and the last (hidden-state indices, 0 being the embeddings)."""
     return sorted({1, max(1, n_layers // 2), n_layers})
+
+
+def lens_unavailable(lm: LoadedModel) -> str | None:
+    """Why the logit lens cannot read ``lm`` (None when it can)."""
+    if lm.kind == ModelKind.SEQ2SEQ:
+        return (f"{lm.name} is an encoder-decoder: its soft vectors are encoder inputs, and its output head reads only "
+                "the decoder's states, so there is nothing for a logit lens to read at their positions")  # fmt: skip
+    return None
 
 
 def output_head(lm: LoadedModel):
@@ -103,6 +115,9 @@ def logit_lens(lm: LoadedModel, prompt: Prompt, examples: list[Example], layers:
     :func:`default_layers`), probabilities averaged over ``examples``. Vectors in prompt order, then layers."""
     if not examples:
         raise PromptoptError("the logit lens needs at least one example")
+    reason = lens_unavailable(lm)
+    if reason:
+        raise PromptoptError(f"logit lens: {reason}")
     out, batch, layout = hidden_states(lm, prompt, examples, padding_side)
     if batch.vector_index is None:
         return []
