@@ -336,12 +336,33 @@ def test_sentencepiece_answer_is_the_continuation_not_the_word_alone(built, revi
     assert whole[-len(ids) :] == ids
 
 
-def test_a_text_only_prompt_gives_the_tokens_of_the_filled_in_string(built, reviews_task):
-    lm = built("mistral")
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_text_only_prompt_gives_the_tokens_of_the_filled_in_string(built, reviews_task, name):
+    """Causal: context and answer are the tokens of the filled-in string (the last answer token is only read).
+    Masked: those tokens with the answer's replaced by masks. Encoder-decoder: the encoder gets the string without
+    the answer, the decoder the start token and the answer's tokens of the filled-in string (all but the last)."""
+    lm = built(name)
+    tok = lm.tokenizer
     scorer = Scorer(lm, reviews_task)
-    prompt = Prompt.from_template("Review: {text} It was {answer}")
-    enc = scorer.encoder.encode(prompt, {"text": TEXTS[0]}, VectorLayout.build(prompt))
-    assert enc.ids == lm.tokenizer(f"Review: {TEXTS[0]} It was", add_special_tokens=True)["input_ids"]
+    after = "" if lm.kind.value == "causal" else "."
+    prompt = Prompt.from_template("Review: {text} It was {answer}" + after)
+    context = f"Review: {TEXTS[0]} It was"
+    whole = tok(context + " positive" + after, add_special_tokens=True, return_offsets_mapping=True)
+    answer = [k for k, (s, e) in enumerate(whole["offset_mapping"])
+              if e > s and s >= len(context) and e <= len(context) + len(" positive")]  # fmt: skip
+    words = [whole["input_ids"][k] for k in answer]
+    assert words == scorer.encoder.answer_ids(prompt, "positive")
+    enc = scorer.encoder.encode(prompt, {"text": TEXTS[0]}, VectorLayout.build(prompt), answer_len=len(words),
+                                continuation=words)  # fmt: skip
+    if lm.kind.value == "causal":
+        assert enc.ids + words[-1:] == whole["input_ids"]
+        assert enc.read == list(range(answer[0] - 1, answer[-1]))
+    elif lm.kind.value == "masked":
+        masked = [tok.mask_token_id if k in answer else t for k, t in enumerate(whole["input_ids"])]
+        assert enc.ids == masked and enc.read == answer
+    else:
+        assert enc.ids == tok(context + after, add_special_tokens=True)["input_ids"]
+        assert enc.decoder == [lm.model.config.decoder_start_token_id, *words[:-1]]
 
 
 def test_roberta_positions_exclude_the_offset(built):
