@@ -155,15 +155,21 @@ def tasks(names):
 @click.option("--batch-size", default=16, show_default=True, type=int)
 @click.option("--device", default=None)
 @click.option("--dtype", default=None, help="Default: the dtype the prompt was scored in when it was saved.")
-@click.option("--scoring", default=None, help="loglik, norm_token, norm_char or calibrated (default: the task's).")
+@click.option("--scoring", default=None, type=click.Choice(["loglik", "norm_token", "norm_char", "calibrated"]),
+              help="Class scoring rule (default: the one the run scored with, else the task's).")
+@click.option("--chat-template/--no-chat-template", default=None,
+              help="Wrap the prompt in the tokenizer's chat template (default: as the run did).")
 @click.option("--allow-other-model", is_flag=True,
               help="Score soft vectors trained on other weights, or token ids of another tokenizer, anyway.")
-def eval_cmd(prompt_dir, task, split, model, max_eval, batch_size, device, dtype, scoring, allow_other_model):
-    """Re-score a saved prompt on a task split."""
+def eval_cmd(prompt_dir, task, split, model, max_eval, batch_size, device, dtype, scoring, chat_template,
+             allow_other_model):  # fmt: skip
+    """Re-score a saved prompt on a task split, scored as the run scored it (rule, chat template, dtype) unless
+    overridden."""
     from promptopt.pipeline.runner import evaluate_prompt
 
     result = evaluate_prompt(prompt_dir, task, split=split, model=model, max_eval=max_eval, batch_size=batch_size,
-                             device=device, dtype=dtype, scoring=scoring, allow_other_model=allow_other_model)  # fmt: skip
+                             device=device, dtype=dtype, scoring=scoring, chat_template=chat_template,
+                             allow_other_model=allow_other_model)  # fmt: skip
     click.echo(json.dumps({k: v for k, v in result.metrics.items()}, indent=2))
 
 

@@ -21,6 +21,7 @@ from promptopt.engine import Scorer, load_model
 from promptopt.engine.inputs import VectorLayout, model_positions, position_offset
 from promptopt.engine.model import CappedHead, capabilities
 from promptopt.errors import PromptoptError
+from promptopt.pipeline.runner import sample
 
 from conftest import DEVICE, TINY_REVIEWS
 
@@ -420,3 +421,45 @@ def test_chat_template_wraps_the_prompt_and_reads_the_answer_in_the_assistant_tu
 def test_chat_template_needs_one(built, reviews_task):
     with pytest.raises(PromptoptError, match="no chat template"):
         Scorer(built("bert"), reviews_task, chat_template=True)
+
+
+def test_eval_rescores_with_the_runs_scoring_rule_and_chat_template_unless_overridden(reviews_task, tmp_path):
+    """A run scored with ``calibrated`` inside the chat template of a model that has one: ``promptopt eval`` gives
+    the run's numbers with no flags, and the plain rule / no template when told."""
+    from click.testing import CliRunner
+
+    from promptopt.cli import cli
+
+    tok, config, model_cls = family("qwen2")
+    tok.chat_template = CHAT
+    torch.manual_seed(0)
+    folder = tmp_path / "qwen2-chat"
+    model_cls(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    lm = load_model(str(folder), device=DEVICE, dtype="float32")
+    result = promptopt.run(method="soft", task=TASK, output=str(tmp_path / "run"), lm=lm, seed=0,
+                           templates=["[P*2] " + CAUSAL_TEMPLATE], scoring="calibrated", chat_template=True,
+                           train={"steps": 2, "batch_size": 4, "checkpoint_every": 0}, max_train=8, max_eval=8,
+                           progress=False)  # fmt: skip
+    saved = Prompt.load(tmp_path / "run" / "prompt")
+    assert saved.meta["scored_with"] == {"scoring": "calibrated", "chat_template": True, "dtype": "float32",
+                                         "padding_side": "right"}  # fmt: skip
+    reported = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+
+    def cli_eval(*flags):
+        out = CliRunner().invoke(cli, ["eval", "--prompt", str(tmp_path / "run" / "prompt"), "--task", TASK,
+                                       "--split", "test", "--max-eval", "8", "--device", DEVICE, *flags])  # fmt: skip
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout)
+
+    assert cli_eval() == result.metrics["eval"]
+    again = promptopt.evaluate_prompt(tmp_path / "run" / "prompt", TASK, split="test", max_eval=8, progress=False)
+    assert again.scoring == "calibrated"
+    assert [p["scores"] for p in again.predictions] == [p["scores"] for p in reported]
+    plain = promptopt.evaluate_prompt(tmp_path / "run" / "prompt", TASK, split="test", max_eval=8, progress=False,
+                                      scoring="loglik", chat_template=False)  # fmt: skip
+    examples = sample(reviews_task.load_split("test"), 8, 0, "eval")
+    want = Scorer(lm, reviews_task, scoring="loglik").evaluate(saved, examples, progress=False)
+    assert plain.scoring == "loglik" and plain.predictions == want.predictions
+    assert [p["scores"] for p in plain.predictions] != [p["scores"] for p in reported]
+    assert cli_eval("--scoring", "loglik", "--no-chat-template") == want.metrics

@@ -242,6 +242,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
         prompt.meta.setdefault("model", lm.name)
         prompt.meta.setdefault("task", task.name)
         prompt.meta.setdefault("model_identity", prompt_identity(lm))  # re-scoring elsewhere checks it
+        prompt.meta["scored_with"] = scored_with(scorer, lm)  # promptopt eval re-scores the same way
         prompt.save(out / "prompt")
         if found.edit is not None:
             found.edit.save(out / "prompt")
@@ -303,6 +304,13 @@ def _check_counts(opts: RunOptions) -> None:
         raise ConfigError(f"--budget-flops must be > 0, got {opts.budget_flops}")
 
 
+def scored_with(scorer: Scorer, lm: LoadedModel) -> dict:
+    """How a run scored its prompt (a saved prompt's ``meta["scored_with"]``): the scoring rule, whether the chat
+    template wrapped it, the dtype and the padding side; :func:`evaluate_prompt` re-scores with these by default."""
+    return {"scoring": scorer.scoring.value, "chat_template": scorer.encoder.chat is not None,
+            "dtype": str(lm.dtype).replace("torch.", ""), "padding_side": scorer.side}  # fmt: skip
+
+
 def prompt_identity(lm: LoadedModel) -> dict:
     """What a saved prompt records of the model it was made for: its weights (hash or Hub revision) and tokenizer."""
     identity = model_identity(lm)
@@ -342,21 +350,27 @@ def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where, allow_other_model:
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
                     max_eval: int | None = None, seed: int = 0, batch_size: int = 16, lm: LoadedModel | None = None,
                     device: str | None = None, progress: bool = True, allow_other_model: bool = False,
-                    dtype: str | None = None, scoring: str | None = None):  # fmt: skip
+                    dtype: str | None = None, scoring: str | None = None, chat_template: bool | None = None):  # fmt: skip
     """Re-score a saved prompt on a task split with the same engine; returns an EvalResult.
 
     ``max_eval`` samples the split as a run samples its reported split, ``seed`` playing ``--eval-seed``: with the
-    same values these are the examples the run reported. ``dtype`` defaults to the one the prompt was scored in
-    when it was saved (so that re-scoring gives the run's numbers), else the device's default."""
+    same values these are the examples the run reported. ``scoring``, ``chat_template`` and ``dtype`` default to how
+    the run scored the prompt (its ``meta["scored_with"]``, and the padding side with them), so that re-scoring
+    gives the run's numbers; a prompt saved without that record scores by the task's rule, without the chat
+    template, in the dtype it recorded (else the device's default)."""
     prompt = Prompt.load(prompt_dir)
     spec = get_task(task)
     prompt.check_fields(spec.inputs)
-    dtype = dtype or (prompt.meta.get("model_identity") or {}).get("dtype")
+    saved = prompt.meta.get("scored_with") or {}
+    dtype = dtype or saved.get("dtype") or (prompt.meta.get("model_identity") or {}).get("dtype")
+    scoring = scoring or saved.get("scoring")
+    chat_template = bool(saved.get("chat_template")) if chat_template is None else chat_template
     lm = lm or load_model(model or prompt.meta.get("model"), device=device, dtype=dtype)
     check_prompt_fits(prompt, lm, prompt_dir, allow_other_model)
     examples = sample(spec.load_split(split), max_eval, seed, "eval")
     with applied(lm, ModelEdit.load(prompt_dir)):  # the weights of a method that adapted the model (LoRA, ...)
-        scorer = Scorer(lm, spec, batch_size=batch_size, scoring=scoring)
+        scorer = Scorer(lm, spec, batch_size=batch_size, scoring=scoring, chat_template=chat_template,
+                        padding_side=saved.get("padding_side"))  # fmt: skip
         return scorer.evaluate(prompt, examples, progress=split if progress else False)
 
 
