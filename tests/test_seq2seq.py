@@ -129,3 +129,22 @@ def test_the_logit_lens_refuses_an_encoder_decoder_and_inspection_says_so(t5, re
     assert not result.lens and any(n.startswith("logit lens skipped: ") for n in result.notes)
     assert result.segments[0].vectors[0].nearest and result.projected_score is not None
     assert isinstance(result.self_description, str) and len(result.ablations) == 2 * len(options.ablation_modes)
+
+
+def test_fact_retrieval_on_an_encoder_decoder_reads_the_first_decoder_position(t5, tmp_path):
+    from promptopt.data.tasks import parse_task_spec
+
+    (tmp_path / "f.jsonl").write_text('{"s": "the food", "o": "great"}\n{"s": "the staff", "o": "terrible"}\n')
+    (tmp_path / "f.toml").write_text(
+        'name = "f"\nkind = "fact_retrieval"\ninputs = ["s"]\nlabel = "o"\ntemplates = ["{s} was {answer} ."]\n'
+        '[split_from]\npath = "{spec_dir}/f.jsonl"\nfractions = { test = 1.0 }\n'
+    )  # fmt: skip
+    task = parse_task_spec(tmp_path / "f.toml")
+    facts = task.load_split("test")
+    logp = Scorer(t5, task).vocab_logprobs(Prompt.from_template(task.templates[0]), facts)
+    for row, fact in zip(logp, facts):
+        source = t5.tokenizer(f"{fact.inputs['s']} was .", return_tensors="pt")["input_ids"]
+        start = torch.tensor([[t5.model.config.decoder_start_token_id]])
+        with torch.no_grad():
+            want = torch.log_softmax(t5.model(input_ids=source, decoder_input_ids=start).logits[0, 0].float(), -1)
+        torch.testing.assert_close(row.cpu(), want, atol=1e-5, rtol=0)
