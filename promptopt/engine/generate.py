@@ -67,10 +67,10 @@ def generate(lm: LoadedModel, prompt: Prompt, inputs: dict[str, str], max_new_to
     ids: list[int] = []
     rows: list[torch.Tensor] = []
     with torch.inference_mode():
-        step_fn = (_causal_steps(lm, prompt, context, ids, use_cache) if lm.kind == ModelKind.CAUSAL
-                   else _seq2seq_steps(lm, prompt, context, batch.attention_mask, enc.decoder, ids, use_cache))  # fmt: skip
+        steps = (_causal_steps(lm, prompt, context, ids, use_cache) if lm.kind == ModelKind.CAUSAL
+                 else _seq2seq_steps(lm, prompt, context, batch.attention_mask, enc.decoder, ids, use_cache))  # fmt: skip
         for _ in range(max_new_tokens):
-            logits = next(step_fn)
+            logits = next(steps)
             rows.append(logits)
             if temperature > 0:
                 token = int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator))
