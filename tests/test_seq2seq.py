@@ -124,8 +124,11 @@ def test_the_logit_lens_refuses_an_encoder_decoder_and_inspection_says_so(t5, re
     prompt = Prompt.from_template("[P*2] " + CAUSAL_TEMPLATE, vectors={"p0": t5.embeddings.weight[5:7].detach().clone()})
     with pytest.raises(PromptoptError, match="encoder-decoder.*output head reads only the decoder"):
         logit_lens(t5, prompt, examples())
-    options = InspectOptions(ablate=True, lens=True, distill=False, describe=True)
-    result = inspect_prompt(prompt, t5, Scorer(t5, reviews_task), examples(), split="dev", options=options)
+    options = InspectOptions(ablate=True, lens=True, distill=True, describe=True, distill_steps=1,
+                             distill_candidates=2, distill_train=4)  # fmt: skip
+    result = inspect_prompt(prompt, t5, Scorer(t5, reviews_task), examples(), split="dev", options=options,
+                            train=reviews_task.load_split("train")[:4])  # fmt: skip
+    assert result.readable is not None
     assert not result.lens and any(n.startswith("logit lens skipped: ") for n in result.notes)
     assert result.segments[0].vectors[0].nearest and result.projected_score is not None
     assert isinstance(result.self_description, str) and len(result.ablations) == 2 * len(options.ablation_modes)
