@@ -80,8 +80,10 @@ class LoraParams(torch.nn.Module):
                 a, b = self.A[key], self.B[key]
 
                 def hook(mod, args, out, a=a, b=b):
+                    # in the activations' dtype (bf16 where the model runs in it), the parameters cast, not the
+                    # activations: two casts of (r, d) matrices instead of two of (tokens, d); scale folded into B
                     x = self.dropout(args[0])
-                    return out + (x.to(a.dtype) @ a.T @ b.T * self.scale).to(out.dtype)
+                    return out + (x @ a.to(x.dtype).T) @ (b * self.scale).to(x.dtype).T
 
                 handles.append(module.register_forward_hook(hook))
             yield
