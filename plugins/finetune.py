@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 from promptopt import hookimpl
-from promptopt.sdk import MethodKind, ConfigError, ModelEdit, OptimizeResult, PromptOptimizer, RunContext, swapped_parameters, train_adapter
+from promptopt.sdk import (ConfigError, MethodKind, ModelEdit, OptimizeResult, PromptOptimizer, RunContext,
+                           swapped_parameters, train_adapter)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from promptopt import hookimpl
-from promptopt.sdk import MethodKind, ConfigError, ModelEdit, OptimizeResult, PromptOptimizer, RunContext, train_adapter
+from promptopt.sdk import ConfigError, MethodKind, ModelEdit, OptimizeResult, PromptOptimizer, RunContext, train_adapter
 
 
 @dataclass

@@ -239,8 +239,8 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
 @click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
 @_train_options
-def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots, same_template, kshot, baselines, options,
-                title, notes, no_inspect, progress, **kwargs):  # fmt: skip
+def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots, same_template, kshot, baselines,
+                options, title, notes, no_inspect, progress, **kwargs):  # fmt: skip
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""

@@ -552,7 +552,8 @@ def _kshot_from_dict(obj, path: Path, text: str, splits: dict[str, SplitSource])
     """The ``kshot`` table: ``train`` and ``dev`` sources whose ``path`` holds ``{k}`` and ``{seed}``, and
     ``test`` (default ``"test"``), one of the spec's ``splits``."""
     if not isinstance(obj, dict):
-        raise DataError(path, "must be a table with 'train' and 'dev' sources", line=_line_of(text, "kshot"), field="kshot")
+        raise DataError(path, "must be a table with 'train' and 'dev' sources", line=_line_of(text, "kshot"),
+                        field="kshot")  # fmt: skip
     unknown = set(obj) - {"train", "dev", "test"}
     if unknown:
         raise DataError(path, f"unknown keys {sorted(unknown)}; allowed: ['dev', 'test', 'train']", field="kshot")
@@ -560,7 +561,8 @@ def _kshot_from_dict(obj, path: Path, text: str, splits: dict[str, SplitSource])
     for split in ("train", "dev"):
         conf = obj.get(split)
         if not isinstance(conf, dict) or not isinstance(conf.get("path"), str):
-            raise DataError(path, "needs a table with 'path' (a file pattern with {k} and {seed})", field=f"kshot.{split}")
+            raise DataError(path, "needs a table with 'path' (a file pattern with {k} and {seed})",
+                            field=f"kshot.{split}")  # fmt: skip
         if "{k}" not in conf["path"] or "{seed}" not in conf["path"]:
             raise DataError(path, f"path {conf['path']!r} must hold {{k}} and {{seed}}", field=f"kshot.{split}.path")
         sources[split] = _source_from_dict(conf, path, f"kshot.{split}")

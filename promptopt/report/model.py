@@ -463,14 +463,15 @@ def zero_shot_runs(candidates: list[RunEntry], runs: list[RunEntry]) -> list[Run
     (else its first variant)."""
     out = []
     for model, task in _unique((r.model, r.task) for r in candidates):
-        scored = [r for r in candidates if (r.model, r.task) == (model, task) and r.status == "ok" and r.score is not None]
+        scored = [r for r in candidates
+                  if (r.model, r.task) == (model, task) and r.status == "ok" and r.score is not None]  # fmt: skip
         if not scored:
             continue
         best = max(scored, key=lambda r: (r.score, -(r.template_index or 0)))
         peers = [r for r in runs if (r.model, r.task) == (model, task)]
         home = next((r for r in peers if r.kshot), peers[0] if peers else None)
-        best.variant, best.kind = home.variant if home else "", BASELINE
-        best.n_train = best.shots = best.max_train = None
+        best.kind, best.n_train = BASELINE, None  # no training examples: never a point of a data-efficiency curve
+        best.variant, best.shots, best.max_train = (home.variant, home.shots, home.max_train) if home else ("", None, None)
         out.append(best)
     return out
 
@@ -494,6 +495,7 @@ def majority_runs(runs: list[RunEntry]) -> list[RunEntry]:
         out.append(RunEntry(model=model, task=task, method=MAJORITY, seed=seed, metric=source.metric, score=score,
                             n_eval=len(source.ids), ids=list(source.ids), golds=list(source.golds), preds=preds,
                             variant=variant, kind=BASELINE, kshot=source.kshot, train_labels=dict(counts),
+                            shots=source.shots, max_train=source.max_train,
                             prompt_text=f"always {label!r} (training labels {dict(counts)})"))  # fmt: skip
     return out
 
