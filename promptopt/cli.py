@@ -208,7 +208,8 @@ def _command_line(ctx: click.Context) -> str:
 @cli.command()
 @click.option("--methods", default="all", show_default=True, help="Comma-separated method ids, or 'all' (every registered method).")
 @click.option("--tasks", default="tiny-reviews", show_default=True, help="Comma-separated task names or spec files.")
-@click.option("--seeds", default="3", show_default=True, help="N (seeds 0..N-1) or a comma-separated list of seeds.")
+@click.option("--seeds", default="3", show_default=True,
+              help="N (seeds 0..N-1) or a comma-separated list of seeds; with --kshot always seeds (13 = seed 13).")
 @click.option("--models", default=None, help="Comma-separated model ids or paths (default: the embedded default model).")
 @click.option("--output", required=True,
               help="Suite directory: runs go to OUTPUT/MODEL/TASK/METHOD/seedK (.../METHOD/shots16/seedK and the like "
@@ -252,7 +253,7 @@ def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots
     train = {k[len("train_"):]: v for k, v in kwargs.items() if k.startswith("train_") and v is not None}
     shared = cfg.from_click(RunOptions, {k: v for k, v in kwargs.items() if not k.startswith("train_")})
     run_opts = RunOptions(**shared, train=train, progress=progress)
-    config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds),
+    config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds, listed=kshot is not None),
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,
                          run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),
                          inspect=not no_inspect, title=title, shots=parse_sizes(shots, "--shots"),

@@ -99,6 +99,13 @@ def test_shipped_lmbff_tasks_have_kshot_splits_on_their_full_test_sets():
         assert len(spec.load_split("test")) == test
 
 
+def test_with_kshot_a_single_seed_is_that_seed_not_a_count():
+    from promptopt.suite.leaderboard import parse_seeds
+
+    assert parse_seeds("13", listed=True) == [13] and parse_seeds("13") == list(range(13))
+    assert parse_seeds("13,21", listed=True) == [13, 21]
+
+
 def test_run_kshot_is_checked_and_a_task_without_splits_exits_2_naming_file_and_field():
     assert parse_kshot("16-13") == (16, 13)
     with pytest.raises(ConfigError, match="K-SEED"):

@@ -43,8 +43,14 @@ def total_time(board) -> str | None:
     if not ok:
         return None
     train, evaluation = board.seconds
-    return (f"Time: {train / 60:.1f} min optimising, {evaluation / 60:.1f} min evaluating, summed over {ok} finished "
+    text = (f"Time: {train / 60:.1f} min optimising, {evaluation / 60:.1f} min evaluating, summed over {ok} finished "
             f"run{'s' if ok != 1 else ''} (as each run measured them).")  # fmt: skip
+    counted = [r for r in board.runs if r.status == "ok" and r.train_flops is not None]
+    if counted:
+        text += (f" Compute: {flops(sum(r.train_flops for r in counted))} FLOPs optimising, "
+                 f"{flops(sum(r.eval_flops or 0 for r in counted))} evaluating, over the {len(counted)} runs that "
+                 "counted them.")  # fmt: skip
+    return text
 
 
 def score_ci(mean: float | None, low: float | None, high: float | None) -> str:

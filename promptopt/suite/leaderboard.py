@@ -180,10 +180,11 @@ class SuiteResult:
         return [e for e in self.entries if e.status != "ok"]
 
 
-def parse_seeds(text: str | int) -> list[int]:
-    """``"3"`` -> [0, 1, 2]; ``"0,5,7"`` -> [0, 5, 7]."""
+def parse_seeds(text: str | int, listed: bool = False) -> list[int]:
+    """``"3"`` -> [0, 1, 2]; ``"0,5,7"`` -> [0, 5, 7]. With ``listed`` (the k-shot protocol, whose seeds name
+    splits) a single number is that one seed: ``"13"`` -> [13]."""
     try:
-        if isinstance(text, int) or "," not in str(text):
+        if not listed and (isinstance(text, int) or "," not in str(text)):
             n = int(text)
             if n < 1:
                 raise ConfigError(f"--seeds {n}: give at least 1")
