@@ -70,7 +70,8 @@ for group in default "${!LR[@]}"; do
     else
         lr=(--lr "${LR[$group]}"); members=$(keep "$group" "$methods")
     fi
-    common=(--seeds "$SEEDS" --dtype "$DTYPE" --budget-flops "$BUDGET_FLOPS" "${SCHEDULE[@]}" "${EVAL[@]}" "${lr[@]}")
+    # "13," is the one seed 13 (a lone number would be a count for a suite without --kshot)
+    common=(--seeds "${SEEDS%,}," --dtype "$DTYPE" --budget-flops "$BUDGET_FLOPS" "${SCHEDULE[@]}" "${EVAL[@]}" "${lr[@]}")
     if [ -n "$members" ]; then
         baselines=(); [ "$group" = default ] && baselines=(--baselines)
         nice -n 5 $P leaderboard --methods "$members" --tasks "$TASKS" --kshot $K "${baselines[@]}" "${INSPECT[@]}" \

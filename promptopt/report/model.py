@@ -551,6 +551,8 @@ def build_leaderboard(runs: list[RunEntry], title: str = "promptopt leaderboard"
             templates=_unique(r.template for r in ok if r.template), kind=group[0].kind,
         )  # fmt: skip
         row.seed_low, row.seed_high = stats.t_interval(scores) or (None, None)
+        if method == MAJORITY:  # computed here, not run: it has no time, throughput or memory of its own
+            row.train_seconds = row.eval_examples_per_second = row.peak_memory_mb = None
         _row_interval(row, ok, labels_of[model, task], resamples)
         rows.append(row)
         ok_of[id(row)] = ok
