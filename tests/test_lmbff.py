@@ -233,3 +233,16 @@ def test_leaderboard_command_takes_kshot_and_baselines_and_report_writes_finding
     assert "| majority | baseline |" in (out / "report.md").read_text()
     findings = CliRunner().invoke(cli, ["report", str(out), "--format", "findings"])
     assert findings.exit_code == 0 and findings.output.startswith("# Findings")
+
+
+def test_data_efficiency_is_read_per_class_when_every_point_has_one(tmp_path):
+    root = tmp_path / "board"
+    kshot_runs(root, {"soft": [0.70, 0.72, 0.74]}, {"soft": "soft"})  # the k-shot runs: 16 per class
+    for shots, score in ((4, 0.6), (64, 0.9)):
+        for seed in (13, 21, 42):
+            write_run(root, "sst2", "soft", seed, score, n_train=2 * shots, variant=f"shots{shots}")
+    board = build_leaderboard(collect_runs([root]))
+    assert "soft 60.0% at 4, 72.0% at 16, 90.0% at 64" in render_findings(board)
+    assert "training examples per class" in render_findings(board)
+    assert "| Method | 4 per class | 16 per class | 64 per class |" in render_markdown(board)
+    assert "training examples per class (log scale)" in render(board, "html")

@@ -81,12 +81,13 @@ def _efficiency_sentences(board: Leaderboard) -> list[str]:
     out = []
     for model, task, rest, curves in board.efficiency():
         parts = []
+        each = fmt.per_class(curves)
         for method, rows in curves.items():
-            first, last = rows[0], rows[-1]
-            parts.append(f"{method} {fmt.percent(first.mean)}% at {fmt.number(first.n_train, 0)} → "
-                         f"{fmt.percent(last.mean)}% at {fmt.number(last.n_train, 0)}")  # fmt: skip
+            points = ", ".join(f"{fmt.percent(r.mean)}% at {fmt.number(fmt.size_of(r, each), 0)}" for r in rows)
+            parts.append(f"{method} {points}")
         where = f"{task}" + (f" ({rest})" if rest else "")
-        out.append(f"- Data efficiency on {where}, score against training examples: " + "; ".join(parts) + ".")
+        unit = "training examples per class" if each else "training examples"
+        out.append(f"- On {where}, score against {unit}: " + "; ".join(parts) + ".")
     return out
 
 

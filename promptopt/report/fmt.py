@@ -104,6 +104,17 @@ def verdict(row) -> str:
     return {"▼": "▼ below the top", "▲": "▲ above the top"}.get(row.mark, "")
 
 
+def per_class(curves: dict) -> bool:
+    """Whether a data-efficiency curve's points all have a per-class size (``shots``, a k-shot split): then its
+    axis is training examples per class, else training examples in all (``n_train``)."""
+    return all(r.shots is not None for rows in curves.values() for r in rows)
+
+
+def size_of(row, per_class_axis: bool) -> float | None:
+    """A row's place on a data-efficiency axis (:func:`per_class`)."""
+    return row.shots if per_class_axis else row.n_train
+
+
 def seed_score(row) -> str:
     """A row's mean over seeds with its 95% t-interval over seeds, ``81.0 [77.1, 84.6]`` (percent)."""
     return score_ci(row.mean, row.seed_low, row.seed_high)

@@ -135,13 +135,15 @@ def _efficiency_charts(board: Leaderboard, colors: dict[str, str]) -> list[str]:
     out = []
     many_models = len(board.models) > 1
     for model, task, rest, curves in board.efficiency():
+        each = fmt.per_class(curves)
         lines = [{"series": method, "points": [
-            {"x": r.n_train, "y": r.mean, "low": r.ci_low, "high": r.ci_high,
+            {"x": fmt.size_of(r, each), "y": r.mean, "low": r.ci_low, "high": r.ci_high,
              "tip": f"{method}, {fmt.number(r.n_train, 0)} training examples ({r.variant}): "
                     f"{fmt.score_ci(r.mean, r.ci_low, r.ci_high)}%"} for r in rows]}
             for method, rows in curves.items()]  # fmt: skip
         title = f"Data efficiency: {task}" + (f" · {rest}" if rest else "") + (f" ({model})" if many_models else "")
-        out.append(efficiency_chart(title, lines, colors, "training examples (log scale)", "score (%), 95% interval"))
+        axis = "training examples per class (log scale)" if each else "training examples (log scale)"
+        out.append(efficiency_chart(title, lines, colors, axis, "score (%), 95% interval"))
     return out
 
 

@@ -92,11 +92,12 @@ def efficiency_lines(board: Leaderboard) -> list[str]:
     """Data-efficiency tables: score [95% CI] per method and training-set size (:meth:`Leaderboard.efficiency`)."""
     out = []
     for model, task, rest, curves in board.efficiency():
-        sizes = sorted({r.n_train for rows in curves.values() for r in rows})
+        each = fmt.per_class(curves)
+        sizes = sorted({fmt.size_of(r, each) for rows in curves.values() for r in rows})
         title = f"### Data efficiency: {md(task)}" + (f" · {md(rest)}" if rest else "") + f" ({md(model)})"
-        body = [[md(method), *[next((fmt.score_ci(r.mean, r.ci_low, r.ci_high) for r in rows if r.n_train == n), "–")
+        body = [[md(method), *[next((fmt.score_ci(r.mean, r.ci_low, r.ci_high) for r in rows if fmt.size_of(r, each) == n), "–")
                                for n in sizes]] for method, rows in curves.items()]  # fmt: skip
-        out += [title, ""] + _table(["Method", *[f"{fmt.number(n, 0)} train" for n in sizes]], body) + [""]
+        out += [title, ""] + _table(["Method", *[f"{fmt.number(n, 0)} {'per class' if each else 'train'}" for n in sizes]], body) + [""]
     return out
 
 
