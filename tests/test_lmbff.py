@@ -246,3 +246,11 @@ def test_data_efficiency_is_read_per_class_when_every_point_has_one(tmp_path):
     assert "training examples per class" in render_findings(board)
     assert "| Method | 4 per class | 16 per class | 64 per class |" in render_markdown(board)
     assert "training examples per class (log scale)" in render(board, "html")
+
+
+def test_every_registered_method_declares_its_kind():
+    from promptopt.plugins import optimizers
+    from promptopt.sdk import MethodKind
+
+    assert {name: isinstance(cls.kind, MethodKind) for name, (cls, _) in optimizers().items()} == {
+        name: True for name in optimizers()}
