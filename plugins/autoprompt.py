@@ -51,7 +51,7 @@ import torch
 from promptopt import hookimpl
 from promptopt.sdk import config as cfg_dict
 from promptopt.sdk import (
-    ConfigError,
+    MethodKind, ConfigError,
     Evaluation,
     Example,
     OptimizeResult,
@@ -138,6 +138,7 @@ class AutoPromptOptimizer(PromptOptimizer):
 
     name = "autoprompt"
     description = "AutoPrompt: discrete trigger tokens chosen by gradients and kept only if they score better"
+    kind = MethodKind.HARD
     config_class = AutoPromptConfig
     needs_training_data = True
 

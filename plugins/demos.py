@@ -40,7 +40,7 @@ import torch
 
 from promptopt import hookimpl
 from promptopt.sdk import (
-    ConfigError,
+    MethodKind, ConfigError,
     Example,
     OptimizeResult,
     Prompt,
@@ -98,6 +98,7 @@ class DemosOptimizer(PromptOptimizer):
 
     name = "demos"
     description = "in-context demonstrations: k labelled training examples in front of the input (random, balanced, or similar per input)"  # fmt: skip
+    kind = MethodKind.HARD
     config_class = DemosConfig
     needs_training_data = True
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 from promptopt import hookimpl
-from promptopt.sdk import ConfigError, ModelEdit, OptimizeResult, PromptOptimizer, RunContext, swapped_parameters, train_adapter
+from promptopt.sdk import (ConfigError, MethodKind, ModelEdit, OptimizeResult, PromptOptimizer, RunContext,
+                           swapped_parameters, train_adapter)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class FinetuneOptimizer(PromptOptimizer):
 
     name = "finetune"
     description = "fine-tuning reference: all weights or the top N blocks, trained on copies (the run's model is left untouched)"  # fmt: skip
+    kind = MethodKind.ADAPTER
     config_class = FinetuneConfig
     needs_training_data = True
 

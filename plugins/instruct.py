@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from promptopt import hookimpl
 from promptopt.sdk import (
-    ConfigError,
+    MethodKind, ConfigError,
     Example,
     OptimizeResult,
     Prompt,
@@ -77,6 +77,7 @@ class InstructOptimizer(PromptOptimizer):
 
     name = "instruct"
     description = "instruction search (APE/OPRO-style): a model proposes instructions, the best on the selection split are kept and paraphrased"  # fmt: skip
+    kind = MethodKind.HARD
     config_class = InstructConfig
     needs_training_data = True
 

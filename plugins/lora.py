@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from promptopt import hookimpl
-from promptopt.sdk import ConfigError, ModelEdit, OptimizeResult, PromptOptimizer, RunContext, train_adapter
+from promptopt.sdk import ConfigError, MethodKind, ModelEdit, OptimizeResult, PromptOptimizer, RunContext, train_adapter
 
 
 @dataclass
@@ -101,6 +101,7 @@ class LoraOptimizer(PromptOptimizer):
 
     name = "lora"
     description = "LoRA: low-rank updates of the attention and MLP projections (fine-tuning reference; the run's model is left untouched)"  # fmt: skip
+    kind = MethodKind.ADAPTER
     config_class = LoraConfig
     needs_training_data = True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from promptopt import hookimpl
-from promptopt.sdk import OptimizeResult, Prompt, PromptOptimizer, ResumableState, RunContext
+from promptopt.sdk import MethodKind, OptimizeResult, Prompt, PromptOptimizer, ResumableState, RunContext
 
 
 @dataclass
@@ -18,6 +18,7 @@ class ManualOptimizer(PromptOptimizer):
 
     name = "manual"
     description = "hand-written templates and label words, best one chosen on the selection split"
+    kind = MethodKind.HARD
     config_class = ManualConfig
 
     def optimize(self, run: RunContext) -> OptimizeResult:

@@ -51,7 +51,7 @@ import torch
 from promptopt.sdk import config as cfg
 from promptopt import hookimpl
 from promptopt.sdk import (
-    BatchStream,
+    MethodKind, BatchStream,
     ConfigError,
     FitResult,
     OptimizeResult,
@@ -339,6 +339,7 @@ class MultitaskOptimizer(PromptOptimizer):
 
     name = "multitask"
     description = "multi-task prompt tuning (shared prompt x per-task low-rank part); 'promptopt multitask --tasks a,b' trains several tasks, 'run' one"  # fmt: skip
+    kind = MethodKind.SOFT
     config_class = MultitaskConfig
     needs_training_data = True
 

@@ -28,7 +28,7 @@ import torch
 
 from promptopt import hookimpl
 from promptopt.sdk import (
-    ConfigError,
+    MethodKind, ConfigError,
     OptimizeResult,
     PromptOptimizer,
     RunContext,
@@ -116,6 +116,7 @@ class PrefixOptimizer(PromptOptimizer):
 
     name = "prefix"
     description = "prefix tuning / P-tuning v2: trainable keys/values in front of the input at every layer"
+    kind = MethodKind.DEEP
     config_class = PrefixConfig
     needs_training_data = True
 

@@ -35,7 +35,7 @@ import torch
 
 from promptopt import hookimpl
 from promptopt.sdk import (
-    ConfigError,
+    MethodKind, ConfigError,
     OptimizeResult,
     Prompt,
     PromptOptimizer,
@@ -172,6 +172,7 @@ class PTuningOptimizer(PromptOptimizer):
 
     name = "ptuning"
     description = "P-tuning: an LSTM/MLP prompt encoder produces virtual tokens between fixed anchor text"
+    kind = MethodKind.SOFT
     config_class = PTuningConfig
     needs_training_data = True
 

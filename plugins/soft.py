@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from promptopt import hookimpl
-from promptopt.sdk import OptimizeResult, PromptOptimizer, RunContext, SoftPromptConfig, train_soft_prompt
+from promptopt.sdk import MethodKind, OptimizeResult, PromptOptimizer, RunContext, SoftPromptConfig, train_soft_prompt
 
 
 @dataclass
@@ -22,6 +22,7 @@ class SoftOptimizer(PromptOptimizer):
 
     name = "soft"
     description = "soft prompt tuning: trainable vectors where the template puts [P] slots (default: in front)"
+    kind = MethodKind.SOFT
     config_class = SoftConfig
     needs_training_data = True
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from promptopt import hookimpl
 from promptopt.sdk import (
-    ConfigError,
+    MethodKind, ConfigError,
     OptimizeResult,
     Prompt,
     PromptOptimizer,
@@ -57,6 +57,7 @@ class TransferOptimizer(PromptOptimizer):
 
     name = "transfer"
     description = "prompt transfer: soft prompt tuning started from a prompt trained on other task(s) (-o source=DIR)"
+    kind = MethodKind.SOFT
     config_class = TransferConfig
     needs_training_data = True
 

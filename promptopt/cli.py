@@ -214,7 +214,8 @@ def _command_line(ctx: click.Context) -> str:
 @cli.command()
 @click.option("--methods", default="all", show_default=True, help="Comma-separated method ids, or 'all' (every registered method).")
 @click.option("--tasks", default="tiny-reviews", show_default=True, help="Comma-separated task names or spec files.")
-@click.option("--seeds", default="3", show_default=True, help="N (seeds 0..N-1) or a comma-separated list of seeds.")
+@click.option("--seeds", default="3", show_default=True,
+              help="N (seeds 0..N-1) or a comma-separated list of seeds; with --kshot always seeds (13 = seed 13).")
 @click.option("--models", default=None, help="Comma-separated model ids or paths (default: the embedded default model).")
 @click.option("--output", required=True,
               help="Suite directory: runs go to OUTPUT/MODEL/TASK/METHOD/seedK (.../METHOD/shots16/seedK and the like "
@@ -230,6 +231,12 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--same-template", type=click.Choice(["first", "each"]), default=None,
               help="first: every method gets only the task's first template; each: one combination per template "
                    "(default: methods get all templates).")
+@click.option("--kshot", type=int, default=None,
+              help="K: LM-BFF's few-shot protocol; each seed S trains and selects on the task's k-shot split K-S "
+                   "(e.g. --kshot 16 --seeds 13,21,42) and is reported on the full test set.")
+@click.option("--baselines", is_flag=True,
+              help="Add baseline rows: majority class (the most frequent training label) and zero-shot manual (each "
+                   "template scored once without training; the best shown).")
 @cfg.click_options(RunOptions, names=["model_kind", "max_eval", "eval_seed", "select_split", "eval_split", "batch_size",
                                       "device", "dtype", "budget_flops"])  # the run settings every run of the suite shares
 @click.option("-o", "--option", "options", multiple=True,
@@ -239,8 +246,8 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
 @click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
 @_train_options
-def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots, same_template, options, title, notes,
-                no_inspect, progress, **kwargs):  # fmt: skip
+def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots, same_template, kshot, baselines,
+                options, title, notes, no_inspect, progress, **kwargs):  # fmt: skip
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
@@ -252,11 +259,12 @@ def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots
     train = {k[len("train_"):]: v for k, v in kwargs.items() if k.startswith("train_") and v is not None}
     shared = cfg.from_click(RunOptions, {k: v for k, v in kwargs.items() if not k.startswith("train_")})
     run_opts = RunOptions(**shared, train=train, progress=progress)
-    config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds),
+    config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds, listed=kshot is not None),
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,
                          run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),
                          inspect=not no_inspect, title=title, shots=parse_sizes(shots, "--shots"),
-                         max_train=parse_sizes(max_train, "--max-train"), same_template=same_template,
+                         max_train=parse_sizes(max_train, "--max-train"), same_template=same_template, kshot=kshot,
+                         baselines=baselines,
                          meta={"command": _command_line(click.get_current_context()), "notes": list(notes)})  # fmt: skip
 
     def show(entry, index, total):
@@ -279,7 +287,8 @@ def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots
 
 @cli.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "csv"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json", "csv", "findings"]), default="md",
+              show_default=True, help="findings: a short Markdown summary of what the results say, computed from them.")
 @click.option("--output", default=None, type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
 @click.option("--title", default=None, help="Report title (default: the suite's, if DIR holds one).")
 def report(dirs, fmt, output, title):

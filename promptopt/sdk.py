@@ -23,7 +23,7 @@ from promptopt.errors import ConfigError, DataError, PromptoptError, TemplateErr
 from promptopt.hookspecs import hookimpl
 from promptopt.pipeline import config
 from promptopt.pipeline.adapters import adapter_template, train_adapter
-from promptopt.pipeline.methods import NoConfig, OptimizeResult, PromptOptimizer, RunContext
+from promptopt.pipeline.methods import MethodKind, NoConfig, OptimizeResult, PromptOptimizer, RunContext
 from promptopt.pipeline.results import RunResult, environment, peak_memory_mb, prepare_output
 from promptopt.pipeline.session import RunSession
 from promptopt.pipeline.taskset import (
@@ -75,7 +75,8 @@ __all__ = [
     "taskset_result", "tell_evaluation",
     "Evaluation", "ResumableState", "SearchIteration", "TrainStep", "append_jsonl", "first_difference", "read_history",
     "BatchStream", "ConfigError", "Generation", "generate", "DataError", "EvalResult", "Example", "FitResult", "LoadedModel", "NoConfig",
-    "OptimizeResult", "Prompt", "PromptOptimizer", "PromptVectors", "PromptoptError", "RunContext", "RunResult",
+    "MethodKind", "OptimizeResult", "Prompt", "PromptOptimizer", "PromptVectors", "PromptoptError", "RunContext",
+    "RunResult",
     "Scorer", "Segment", "SegmentKind", "SoftPromptConfig", "SoftPromptInit", "TaskData", "TaskKind",
     "TaskSetOptions", "TaskSpec", "TemplateError", "TemplateRule", "TrainConfig", "allowed_tokens", "atomic_path",
     "build_template", "check_common", "config", "decode_escapes", "enum_value", "environment", "fit",

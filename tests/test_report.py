@@ -185,7 +185,7 @@ def test_html_report_is_one_self_contained_file_with_its_charts(suite_dir):
 def test_json_report_round_trips_with_its_schema_version(suite_dir):
     board = board_of(suite_dir)
     text = render_json(board)
-    assert json.loads(text)["schema_version"] == 2
+    assert json.loads(text)["schema_version"] == 3
     assert load_json(text) == board
     assert load_json(text).comparisons[0].test == "McNemar exact" and load_json(text).runs[0].ids[0] == "dev.jsonl:0"
 
@@ -194,7 +194,7 @@ def test_json_report_round_trips_with_its_schema_version(suite_dir):
 def test_json_report_of_another_schema_version_is_refused(suite_dir, version):
     obj = json.loads(render_json(board_of(suite_dir)))
     obj["schema_version"] = version
-    with pytest.raises(PromptoptError, match=f"field 'schema_version' is {version}; this promptopt reads 2"):
+    with pytest.raises(PromptoptError, match=f"field 'schema_version' is {version}; this promptopt reads 3"):
         load_json(json.dumps(obj))
 
 

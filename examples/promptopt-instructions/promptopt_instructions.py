@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from promptopt import hookimpl
-from promptopt.sdk import OptimizeResult, Prompt, PromptOptimizer
+from promptopt.sdk import MethodKind, OptimizeResult, Prompt, PromptOptimizer
 
 DEFAULT_INSTRUCTIONS = [
     "",
@@ -39,6 +39,7 @@ class InstructionsConfig:
 class InstructionsOptimizer(PromptOptimizer):
     name = "instructions"
     description = "example plugin: best instruction sentence in front of the template"
+    kind = MethodKind.HARD
     config_class = InstructionsConfig
 
     def optimize(self, run):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from promptopt import hookimpl
-from promptopt.sdk import OptimizeResult, PromptOptimizer, PromptVectors, SoftPromptConfig, initial_values, soft_templates
+from promptopt.sdk import MethodKind, OptimizeResult, PromptOptimizer, PromptVectors, SoftPromptConfig, initial_values, soft_templates
 from promptopt.sdk import train_templates
 
 
@@ -39,6 +39,7 @@ class SharpnessAware(PromptVectors):
 class SamOptimizer(PromptOptimizer):
     name = "sam"
     description = "soft prompt trained with a sharpness-aware (SAM) update (example third-party plugin)"
+    kind = MethodKind.SOFT
     config_class = SamConfig
     needs_training_data = True
 

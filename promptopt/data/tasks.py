@@ -8,8 +8,9 @@ checkout) and ``{spec_dir}`` (the folder holding the spec). Every error names th
 from __future__ import annotations
 
 import csv
-import io
+import dataclasses
 import enum
+import io
 import json
 import os
 import random
@@ -75,6 +76,15 @@ class SplitSource:
 
 
 @dataclass
+class KShot:
+    """A spec's ``kshot`` table: ``sources`` (``train`` and ``dev``, paths with ``{k}`` and ``{seed}``) and
+    ``test``, the name of the spec's own split that k-shot runs report (its full test set)."""
+
+    sources: dict[str, SplitSource]
+    test: str = "test"
+
+
+@dataclass
 class TaskSpec:
     """A parsed task spec. Use :func:`load_task` to read one from a file or by registered name."""
 
@@ -96,10 +106,34 @@ class TaskSpec:
     choices: str = "choices"
     #: splits :meth:`load_split` refuses: a run withholds its reported split from the method
     withheld: tuple[str, ...] = ()
+    #: the spec's ``kshot`` table: few-shot train/dev sources whose paths hold ``{k}`` and ``{seed}`` (LM-BFF's
+    #: splits), and ``test``, the spec's split reported with them; None when the task has no k-shot splits
+    kshot: KShot | None = None
+    #: the k-shot split this spec reads (``"16-13"``), set by :meth:`with_kshot`
+    kshot_split: str | None = None
 
     @property
     def labels(self) -> list[str]:
         return list(self.label_words)
+
+    def with_kshot(self, k: int, seed: int, data_root: str | Path | None = None) -> "TaskSpec":
+        """This task on one k-shot split (LM-BFF's few-shot protocol): train and dev from the ``kshot`` sources
+        with ``{k}`` and ``{seed}`` filled in, test the spec's ``kshot.test`` split (its full test set). A task
+        without ``kshot``, or a split whose file is missing, is a :class:`DataError` naming the file and field."""
+        if self.kshot is None:
+            raise DataError(self.path or self.name, f"task {self.name!r} has no k-shot splits (no 'kshot' table in its "
+                            "spec), so it cannot run --kshot", field="kshot")  # fmt: skip
+        splits = {}
+        for split in ("train", "dev"):
+            source = self.kshot.sources[split]
+            filled = dataclasses.replace(source, path=source.path.replace("{k}", str(k)).replace("{seed}", str(seed)))
+            path = _expand(filled.path, self.path, data_root)
+            if not path.exists():
+                raise DataError(self.path or self.name, f"k-shot split {k}-{seed} of task {self.name!r} is missing: "
+                                f"{path} does not exist", field=f"kshot.{split}.path")  # fmt: skip
+            splits[split] = filled
+        splits["test"] = self.splits[self.kshot.test]
+        return dataclasses.replace(self, splits=splits, split_from=None, kshot_split=f"{k}-{seed}")
 
     @property
     def available_splits(self) -> list[str]:
@@ -407,7 +441,7 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
 
     allowed = {
         "name", "kind", "description", "inputs", "label", "label_words", "label_names", "templates", "metric",
-        "splits", "split_from", "scoring", "choices",
+        "splits", "split_from", "scoring", "choices", "kshot",
     }  # fmt: skip
     for key in obj:
         if key not in allowed:
@@ -494,6 +528,7 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
             fail("split_from", "fractions add up to more than 1")
     if not splits and split_from is None:
         raise DataError(path, "needs 'splits' (train/dev/test sources) or 'split_from'", field="splits")
+    kshot = _kshot_from_dict(obj["kshot"], path, text, splits) if "kshot" in obj else None
     return TaskSpec(
         name=name,
         kind=kind,
@@ -509,7 +544,32 @@ def parse_task_spec(path: str | Path) -> TaskSpec:
         description=obj.get("description", ""),
         split_from=split_from,
         label_names={str(k): str(v) for k, v in (obj.get("label_names") or {}).items()},
+        kshot=kshot,
     )
+
+
+def _kshot_from_dict(obj, path: Path, text: str, splits: dict[str, SplitSource]) -> KShot:
+    """The ``kshot`` table: ``train`` and ``dev`` sources whose ``path`` holds ``{k}`` and ``{seed}``, and
+    ``test`` (default ``"test"``), one of the spec's ``splits``."""
+    if not isinstance(obj, dict):
+        raise DataError(path, "must be a table with 'train' and 'dev' sources", line=_line_of(text, "kshot"),
+                        field="kshot")  # fmt: skip
+    unknown = set(obj) - {"train", "dev", "test"}
+    if unknown:
+        raise DataError(path, f"unknown keys {sorted(unknown)}; allowed: ['dev', 'test', 'train']", field="kshot")
+    sources = {}
+    for split in ("train", "dev"):
+        conf = obj.get(split)
+        if not isinstance(conf, dict) or not isinstance(conf.get("path"), str):
+            raise DataError(path, "needs a table with 'path' (a file pattern with {k} and {seed})",
+                            field=f"kshot.{split}")  # fmt: skip
+        if "{k}" not in conf["path"] or "{seed}" not in conf["path"]:
+            raise DataError(path, f"path {conf['path']!r} must hold {{k}} and {{seed}}", field=f"kshot.{split}.path")
+        sources[split] = _source_from_dict(conf, path, f"kshot.{split}")
+    test = obj.get("test", "test")
+    if test not in splits:
+        raise DataError(path, f"{test!r} is not one of the spec's splits {sorted(splits)}", field="kshot.test")
+    return KShot(sources=sources, test=test)
 
 
 @dataclass

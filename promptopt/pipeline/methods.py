@@ -7,6 +7,7 @@ Every method is scored afterwards by the same engine, on the same data, so resul
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -118,11 +119,24 @@ def _flat(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
+class MethodKind(str, enum.Enum):
+    """What a method changes, as a leaderboard groups methods: ``hard`` (text and label words), ``soft`` (input
+    vectors), ``deep`` (keys and values at every layer), ``adapter`` (the model's weights: LoRA, fine-tuning)."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    DEEP = "deep"
+    ADAPTER = "adapter"
+
+
 class PromptOptimizer:
-    """Base class of every method. Subclasses set ``name`` and ``config_class`` and implement ``optimize``."""
+    """Base class of every method. Subclasses set ``name``, ``kind`` and ``config_class`` and implement
+    ``optimize``."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: what the method changes (a :class:`MethodKind`; None: unknown, shown as "–" in reports)
+    kind: ClassVar[MethodKind | None] = None
     config_class: ClassVar[type] = NoConfig
     #: whether the method optimises on the train split (the manual method only selects)
     needs_training_data: ClassVar[bool] = False

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class RunOptions:
     output: str | None = field(default=None, metadata={"help": "run directory (default runs/TASK-METHOD-sSEED)"})
     max_train: int | None = field(default=None, metadata={"help": "sample at most N training examples"})
     shots: int | None = field(default=None, metadata={"help": "sample N training examples per class"})
+    kshot: str | None = field(default=None, metadata={"help": "K-SEED: train and select on the task's k-shot split (LM-BFF's 16-13: 16 per class, seed 13; the spec's 'kshot' table), report on its full test set"})
     max_eval: int | None = field(default=None, metadata={"help": "sample at most N examples of select and eval splits"})
     eval_seed: int = field(default=0, metadata={"help": "seed of the --max-eval sample of the eval split: the same for every method and --seed, so comparisons are paired"})
     select_split: str | None = field(default=None, metadata={"help": "split for choosing prompts: dev, train, or holdout:N (N held out of train); default dev, else holdout"})
@@ -143,7 +145,21 @@ def prepare_data(task: TaskSpec, opts: RunOptions, needs_train: bool) -> tuple[d
     described = {"select_split": select_split, "eval_split": eval_split, **{k: len(v) for k, v in data.items()},
                  "shots": opts.shots, "max_train": opts.max_train, "max_eval": opts.max_eval, "eval_seed": opts.eval_seed,
                  "ids": {k: ids_digest(v) for k, v in data.items()}}  # fmt: skip
+    # the labels of the training set (a k-shot split's even when the method reads none): the report's majority class
+    counted = data["train"] or (task.load_split("train") if task.kshot_split is not None else [])
+    if counted:
+        described["train_labels"] = dict(sorted(Counter(ex.label for ex in counted).items()))
+    if task.kshot_split is not None:
+        described["kshot"] = task.kshot_split
     return data, described
+
+
+def parse_kshot(text: str) -> tuple[int, int]:
+    """``"16-13"`` -> (16, 13): examples per class and the split's seed."""
+    k, _, seed = str(text).partition("-")
+    if not (k.isdigit() and seed.isdigit() and int(k) > 0):
+        raise ConfigError(f"--kshot {text!r}: give K-SEED, e.g. 16-13 (16 per class, LM-BFF's seed 13)")
+    return int(k), int(seed)
 
 
 def ids_digest(examples: list[Example]) -> str:
@@ -171,6 +187,8 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     method_config = cfg.build(optimizer_cls.config_class, opts.method_options)
     train_config = cfg.build(TrainConfig, opts.train)
     task = get_task(opts.task, pm)
+    if opts.kshot is not None:
+        task = task.with_kshot(*parse_kshot(opts.kshot))
     if opts.label_search:
         check_label_search(task, opts)
     session = RunSession(opts.output or default_output(opts), overwrite=opts.overwrite, resume=opts.resume,
@@ -196,6 +214,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     task = scorer.task
     resolved = {
         "method": opts.method,
+        "method_kind": optimizer_cls.kind.value if optimizer_cls.kind is not None else None,
         "method_config": cfg.to_dict(method_config),
         "task": task.name,
         "task_spec": str(task.path) if task.path else None,

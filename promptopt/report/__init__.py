@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 
 from promptopt.errors import enum_value
+from promptopt.report.findings import render_findings
 from promptopt.report.html import render_html
 from promptopt.report.markdown import render_markdown
 from promptopt.report.model import REPORT_SCHEMA, REPORT_SCHEMA_VERSION, Leaderboard, Row, RunEntry, build_leaderboard
@@ -27,16 +28,18 @@ class ReportFormat(str, enum.Enum):
     HTML = "html"
     JSON = "json"
     CSV = "csv"
+    FINDINGS = "findings"  # Markdown: plain sentences computed from the rows (promptopt.report.findings)
 
 
 _RENDERERS = {ReportFormat.MD: render_markdown, ReportFormat.HTML: render_html, ReportFormat.JSON: render_json,
-              ReportFormat.CSV: render_csv}  # fmt: skip
+              ReportFormat.CSV: render_csv, ReportFormat.FINDINGS: render_findings}  # fmt: skip
 
 
 def render(board: Leaderboard, fmt: str | ReportFormat) -> str:
-    """The leaderboard in one format: ``md``, ``html``, ``json`` or ``csv``."""
+    """The leaderboard in one format: ``md``, ``html``, ``json``, ``csv`` or ``findings``."""
     return _RENDERERS[enum_value(ReportFormat, fmt, "report format")](board)
 
 
 __all__ = ["REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "Leaderboard", "ReportFormat", "Row", "RunEntry",
-           "build_leaderboard", "load_json", "render", "render_csv", "render_html", "render_json", "render_markdown"]
+           "build_leaderboard", "load_json", "render", "render_csv", "render_findings", "render_html", "render_json",
+           "render_markdown"]

@@ -43,8 +43,14 @@ def total_time(board) -> str | None:
     if not ok:
         return None
     train, evaluation = board.seconds
-    return (f"Time: {train / 60:.1f} min optimising, {evaluation / 60:.1f} min evaluating, summed over {ok} finished "
+    text = (f"Time: {train / 60:.1f} min optimising, {evaluation / 60:.1f} min evaluating, summed over {ok} finished "
             f"run{'s' if ok != 1 else ''} (as each run measured them).")  # fmt: skip
+    counted = [r for r in board.runs if r.status == "ok" and r.train_flops is not None]
+    if counted:
+        text += (f" Compute: {flops(sum(r.train_flops for r in counted))} FLOPs optimising, "
+                 f"{flops(sum(r.eval_flops or 0 for r in counted))} evaluating, over the {len(counted)} runs that "
+                 "counted them.")  # fmt: skip
+    return text
 
 
 def score_ci(mean: float | None, low: float | None, high: float | None) -> str:
@@ -89,10 +95,33 @@ def flops(value: float | None) -> str:
 
 
 def verdict(row) -> str:
-    """``best``, ``tied with a, b``, or empty (what the significance tests say of a row)."""
+    """``best``, ``tied with a, b``, ``▼ below the top`` / ``▲ above the top`` (significantly), or empty (what the
+    significance tests say of a row)."""
     if row.best:
         return "best"
-    return "tied with " + ", ".join(row.tied_with) if row.tied else ""
+    if row.tied:
+        return "tied with " + ", ".join(row.tied_with)
+    return {"▼": "▼ below the top", "▲": "▲ above the top"}.get(row.mark, "")
+
+
+def per_class(curves: dict) -> bool:
+    """Whether a data-efficiency curve's points all have a per-class size (``shots``, a k-shot split): then its
+    axis is training examples per class, else training examples in all (``n_train``)."""
+    return all(r.shots is not None for rows in curves.values() for r in rows)
+
+
+def size_of(row, per_class_axis: bool) -> float | None:
+    """A row's place on a data-efficiency axis (:func:`per_class`)."""
+    return row.shots if per_class_axis else row.n_train
+
+
+def seed_score(row) -> str:
+    """A row's mean over seeds with its 95% t-interval over seeds, ``81.0 [77.1, 84.6]`` (percent)."""
+    return score_ci(row.mean, row.seed_low, row.seed_high)
+
+
+def kind(row) -> str:
+    return row.kind or "–"
 
 
 def templates(row) -> str:
@@ -113,12 +142,15 @@ def comparison_test(c) -> str:
 
 
 SIGNIFICANCE_NOTE = (
-    "Score: the task's metric on its evaluation split, mean over the seeds that finished, with its 95% bootstrap "
-    "interval over examples (1,000 resamples, seeded; several seeds: each resample scored with every seed and "
-    "averaged). Verdict: *best* only when the top method beats every other one significantly (Holm-adjusted p < "
-    "0.05 in the significance table); otherwise the methods not significantly worse than the top are *tied* with "
-    "it. Comparisons are paired, on the evaluation examples both methods were scored on (n): the difference's "
-    "paired-bootstrap interval, and for accuracy an exact McNemar test on the discordant examples (b: only the "
+    "Score: the task's metric on its evaluation split, mean over the seeds that finished, with its 95% t-interval "
+    "over seeds (mean ± t(0.975, n-1) · s/√n; none for one seed). Test CI: the 95% bootstrap interval over "
+    "examples (1,000 resamples, seeded; several seeds: each resample scored with every seed and averaged). Kind: "
+    "what the method changes (hard: text; soft: input vectors; deep: keys/values at every layer; adapter: model "
+    "weights; baseline: computed by the report). Verdict: *best* only when the top method beats every other row "
+    "significantly (Holm-adjusted p < 0.05 in the significance table); otherwise the rows not significantly "
+    "different from the top are *tied* with it, ▼ marks a row significantly below the top method and ▲ a baseline "
+    "significantly above it; baselines are compared but never the top. Comparisons are paired, on the evaluation "
+    "examples both methods were scored on (n): the difference's paired-bootstrap interval, and for accuracy an exact McNemar test on the discordant examples (b: only the "
     "first right, c: only the second; counts per seed averaged over the seeds both ran), else the paired-bootstrap "
     "p; Holm-corrected over the pairs of each task. Compute: estimated FLOPs (2 x parameters x positions, forward "
     "and backward), mean over seeds; – where a run did not count them."

@@ -54,7 +54,7 @@ def _results_table(board: Leaderboard, model: str) -> str:
     rows = []
     for task in board.tasks:
         for r in board.rows_of(model, task):
-            score = esc(fmt.row_score(r))
+            score = esc(fmt.seed_score(r))
             if r.best:
                 star = '<span class="star" title="beats every other method of this task significantly">★</span>'
                 score = f"{star} <b>{score}</b>"
@@ -64,15 +64,17 @@ def _results_table(board: Leaderboard, model: str) -> str:
             template = f"<span class=prompt>{esc(fmt.templates(r))}</span>" if r.templates else esc(fmt.templates(r))
             rows.append(f'<tr class="{"best" if r.best else ""}">' + "".join([
                 _cell(esc(task)), *([_cell(esc(r.variant or "–"))] if variants else []), _cell(esc(r.method)),
-                _cell(esc(fmt.metric_label(r.metric))), _cell(score, "num"), _cell(esc(fmt.verdict(r))),
+                _cell(esc(fmt.kind(r))), _cell(esc(fmt.metric_label(r.metric))), _cell(score, "num"),
+                _cell(esc(fmt.row_score(r)), "num"), _cell(esc(fmt.verdict(r))),
                 _cell(esc(fmt.number(None if r.std is None else 100 * r.std)), "num"), _cell(seeds, "num"),
                 _cell(esc(fmt.integer(r.n_eval)), "num"), _cell(esc(fmt.number(r.n_train, 0)), "num"), _cell(template),
                 _cell(esc(fmt.integer(r.trainable_parameters)), "num"), _cell(esc(fmt.flops(r.train_flops)), "num"),
                 _cell(esc(fmt.number(r.train_seconds)), "num"), _cell(esc(fmt.flops(r.eval_flops)), "num"),
                 _cell(esc(fmt.number(r.eval_examples_per_second)), "num"),
                 _cell(esc(fmt.number(r.peak_memory_mb, 0)), "num")]) + "</tr>")  # fmt: skip
-    header = [("Task", ""), *([("Variant", "")] if variants else []), ("Method", ""), ("Metric", ""),
-              ("Score (%, mean [95% CI])", "num"), ("Verdict", ""), ("Seed std", "num"), ("Seeds ok", "num"),
+    header = [("Task", ""), *([("Variant", "")] if variants else []), ("Method", ""), ("Kind", ""), ("Metric", ""),
+              ("Score (%, mean over seeds [95% t-interval])", "num"), ("Test CI (%, bootstrap)", "num"),
+              ("Verdict", ""), ("Seed std", "num"), ("Seeds ok", "num"),
               ("Eval n", "num"), ("Train n", "num"), ("Template", ""), ("Trainable params", "num"),
               ("Train FLOPs", "num"), ("Train time (s)", "num"), ("Eval FLOPs", "num"),
               ("Eval throughput (ex/s)", "num"), ("Peak memory (MB)", "num")]  # fmt: skip
@@ -133,13 +135,15 @@ def _efficiency_charts(board: Leaderboard, colors: dict[str, str]) -> list[str]:
     out = []
     many_models = len(board.models) > 1
     for model, task, rest, curves in board.efficiency():
+        each = fmt.per_class(curves)
         lines = [{"series": method, "points": [
-            {"x": r.n_train, "y": r.mean, "low": r.ci_low, "high": r.ci_high,
+            {"x": fmt.size_of(r, each), "y": r.mean, "low": r.ci_low, "high": r.ci_high,
              "tip": f"{method}, {fmt.number(r.n_train, 0)} training examples ({r.variant}): "
                     f"{fmt.score_ci(r.mean, r.ci_low, r.ci_high)}%"} for r in rows]}
             for method, rows in curves.items()]  # fmt: skip
         title = f"Data efficiency: {task}" + (f" · {rest}" if rest else "") + (f" ({model})" if many_models else "")
-        out.append(efficiency_chart(title, lines, colors, "training examples (log scale)", "score (%), 95% interval"))
+        axis = "training examples per class (log scale)" if each else "training examples (log scale)"
+        out.append(efficiency_chart(title, lines, colors, axis, "score (%), 95% interval"))
     return out
 
 

@@ -26,7 +26,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _score_cell(row: Row) -> str:
-    text = fmt.row_score(row)
+    text = fmt.seed_score(row)
     return f"**{text}** ★" if row.best else text
 
 
@@ -40,14 +40,16 @@ def results_lines(board: Leaderboard, model: str) -> list[str]:
     body = []
     for task in board.tasks:
         for row in board.rows_of(model, task):
-            body.append([md(task), *([md(row.variant or "–")] if variants else []), md(row.method),
-                         md(fmt.metric_label(row.metric)), _score_cell(row), md(fmt.verdict(row)),
+            body.append([md(task), *([md(row.variant or "–")] if variants else []), md(row.method), md(fmt.kind(row)),
+                         md(fmt.metric_label(row.metric)), _score_cell(row), fmt.row_score(row),
+                         md(fmt.verdict(row)),
                          fmt.number(None if row.std is None else 100 * row.std), fmt.seeds(row.ok, row.runs),
                          fmt.integer(row.n_eval), fmt.number(row.n_train, 0), md(fmt.templates(row)),
                          fmt.integer(row.trainable_parameters), fmt.flops(row.train_flops),
                          fmt.number(row.train_seconds), fmt.flops(row.eval_flops), fmt.number(row.eval_examples_per_second),
                          fmt.number(row.peak_memory_mb, 0)])  # fmt: skip
-    header = ["Task", *(["Variant"] if variants else []), "Method", "Metric", "Score (%, mean [95% CI])", "Verdict",
+    header = ["Task", *(["Variant"] if variants else []), "Method", "Kind", "Metric",
+              "Score (%, mean over seeds [95% t-interval])", "Test CI (%, bootstrap)", "Verdict",
               "Seed std", "Seeds ok", "Eval n", "Train n", "Template", "Trainable params", "Train FLOPs",
               "Train time (s)", "Eval FLOPs", "Eval throughput (ex/s)", "Peak memory (MB)"]  # fmt: skip
     return _table(header, body)
@@ -90,11 +92,12 @@ def efficiency_lines(board: Leaderboard) -> list[str]:
     """Data-efficiency tables: score [95% CI] per method and training-set size (:meth:`Leaderboard.efficiency`)."""
     out = []
     for model, task, rest, curves in board.efficiency():
-        sizes = sorted({r.n_train for rows in curves.values() for r in rows})
+        each = fmt.per_class(curves)
+        sizes = sorted({fmt.size_of(r, each) for rows in curves.values() for r in rows})
         title = f"### Data efficiency: {md(task)}" + (f" · {md(rest)}" if rest else "") + f" ({md(model)})"
-        body = [[md(method), *[next((fmt.score_ci(r.mean, r.ci_low, r.ci_high) for r in rows if r.n_train == n), "–")
+        body = [[md(method), *[next((fmt.score_ci(r.mean, r.ci_low, r.ci_high) for r in rows if fmt.size_of(r, each) == n), "–")
                                for n in sizes]] for method, rows in curves.items()]  # fmt: skip
-        out += [title, ""] + _table(["Method", *[f"{fmt.number(n, 0)} train" for n in sizes]], body) + [""]
+        out += [title, ""] + _table(["Method", *[f"{fmt.number(n, 0)} {'per class' if each else 'train'}" for n in sizes]], body) + [""]
     return out
 
 

@@ -15,7 +15,10 @@ from promptopt.errors import PromptoptError
 from . import stats
 
 REPORT_SCHEMA = "promptopt.suite.leaderboard"
-REPORT_SCHEMA_VERSION = 2
+REPORT_SCHEMA_VERSION = 3
+MAJORITY = "majority"  # baseline rows the report makes itself (kind "baseline"), see build_leaderboard
+ZERO_SHOT = "zero-shot-manual"
+BASELINE = "baseline"
 SIGNIFICANCE = 0.05  # Holm-adjusted p below this: a real difference
 
 
@@ -32,7 +35,9 @@ class RunEntry:
     ``templates`` the templates the method was given, ``template_index`` the index among the task's templates when
     it was given one, ``template`` the one it used (empty when unknown). ``train_flops``/``eval_flops`` are the
     estimated FLOPs from ``result.json``'s ``compute`` (None when the run did not count them). ``variant`` is set
-    by :func:`build_leaderboard`.
+    by :func:`build_leaderboard`. ``kind`` is what the method changes (``hard``, ``soft``, ``deep``, ``adapter``;
+    ``baseline`` for the report's own rows; empty when unknown), ``kshot`` the k-shot split it ran on (``"16-13"``)
+    and ``train_labels`` the label counts of its training set.
     """
 
     model: str
@@ -66,6 +71,9 @@ class RunEntry:
     train_flops: float | None = None
     eval_flops: float | None = None
     variant: str = ""
+    kind: str = ""
+    kshot: str | None = None
+    train_labels: dict[str, int] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -93,7 +101,13 @@ class Row:
     ``best``: the top row of its (model, task, variant) beats every other row significantly (Holm-adjusted p <
     0.05 in :attr:`Leaderboard.comparisons`). Otherwise ``tied`` marks the rows not significantly worse than the
     top (the top included when any is), and ``tied_with`` names them (for the top: the rows tied with it; for the
-    others: the top).
+    others: the top). The top is the best method row: baseline rows (``kind == "baseline"``) are compared with it
+    but never are it. ``mark`` is ``"▼"`` for a row significantly below the top, ``"▲"`` for a baseline
+    significantly above it, else empty.
+
+    ``seed_low``/``seed_high``: the 95% t-interval of the mean over seeds (:func:`promptopt.report.stats.t_interval`
+    of ``scores``), None for fewer than two seeds: how much the score moves with the seed (for k-shot runs: with
+    the training split), where ``ci_low``/``ci_high`` say how much it moves with the test examples.
     """
 
     model: str
@@ -123,6 +137,10 @@ class Row:
     templates: list[str] = field(default_factory=list)
     tied: bool = False
     tied_with: list[str] = field(default_factory=list)
+    kind: str = ""
+    seed_low: float | None = None
+    seed_high: float | None = None
+    mark: str = ""
 
     @property
     def failed(self) -> int:
@@ -417,19 +435,69 @@ def _decide(group: list[Row], comparisons: list[Comparison]) -> None:
     tested = [c for c in comparisons if c.p is not None]
     for c, adjusted in zip(tested, stats.holm([c.p for c in tested])):
         c.p_holm = adjusted
-    scored = [r for r in group if r.mean is not None]
-    if len(scored) < 2:
+    methods = [r for r in group if r.mean is not None and r.kind != BASELINE]
+    if not methods:
         return
-    top = scored[0]
-    against = {c.b: c for c in comparisons if c.a == top.method}
-    if all(against.get(r.method) is not None and against[r.method].significant for r in scored[1:]):
-        top.best = True
+    top = methods[0]
+    against = {c.b if c.a == top.method else c.a: c for c in comparisons if top.method in (c.a, c.b)}
+    others = [r for r in group if r.mean is not None and r is not top]
+    for r in others:
+        c = against.get(r.method)
+        if c is not None and c.significant:
+            r.mark = "▼" if c.a == top.method else "▲"
+    if len(others) < 1:
         return
-    tied = [r for r in scored[1:] if against.get(r.method) is None or not against[r.method].significant]
-    if tied:
-        top.tied, top.tied_with = True, [r.method for r in tied]
-        for r in tied:
-            r.tied, r.tied_with = True, [top.method]
+    if all(r.mark for r in others):
+        top.best = not any(r.mark == "▲" for r in others)
+        return
+    tied = [r for r in others if not r.mark]
+    top.tied, top.tied_with = True, [r.method for r in tied]
+    for r in tied:
+        r.tied, r.tied_with = True, [top.method]
+
+
+def zero_shot_runs(candidates: list[RunEntry], runs: list[RunEntry]) -> list[RunEntry]:
+    """The zero-shot manual baseline: of the :data:`ZERO_SHOT` runs of each (model, task), one per template, the
+    one with the best score (the lowest template index on a tie). The template is chosen on the reported split,
+    so the row is an upper bound of zero-shot manual prompting. It joins the variant of the task's k-shot runs
+    (else its first variant)."""
+    out = []
+    for model, task in _unique((r.model, r.task) for r in candidates):
+        scored = [r for r in candidates
+                  if (r.model, r.task) == (model, task) and r.status == "ok" and r.score is not None]  # fmt: skip
+        if not scored:
+            continue
+        best = max(scored, key=lambda r: (r.score, -(r.template_index or 0)))
+        peers = [r for r in runs if (r.model, r.task) == (model, task)]
+        home = next((r for r in peers if r.kshot), peers[0] if peers else None)
+        best.kind, best.n_train = BASELINE, None  # no training examples: never a point of a data-efficiency curve
+        best.variant, best.shots, best.max_train = (home.variant, home.shots, home.max_train) if home else ("", None, None)
+        out.append(best)
+    return out
+
+
+def majority_runs(runs: list[RunEntry]) -> list[RunEntry]:
+    """The majority-class baseline, one run per (model, task, variant, seed): the most frequent label of that
+    seed's training set (``train_labels``; on a tie, as on LM-BFF's balanced splits, the first in sorted order)
+    predicted for every evaluation example of that seed's runs. Only classification runs with recorded training
+    labels and predictions count; a seed without one gets no majority run."""
+    out = []
+    found: dict[tuple, RunEntry] = {}
+    for r in runs:
+        if r.status == "ok" and r.train_labels and r.ids and r.kind != BASELINE:
+            found.setdefault((r.model, r.task, r.variant, r.seed), r)
+    for (model, task, variant, seed), source in found.items():
+        counts = source.train_labels
+        label = min(counts, key=lambda lab: (-counts[lab], lab))
+        preds = [label] * len(source.ids)
+        metric = stats.metric_function(source.metric, sorted(set(source.golds) | {label}))
+        score = metric(source.golds, preds) if metric else None
+        out.append(RunEntry(model=model, task=task, method=MAJORITY, seed=seed, metric=source.metric, score=score,
+                            n_eval=len(source.ids), ids=list(source.ids), golds=list(source.golds), preds=preds,
+                            variant=variant, kind=BASELINE, kshot=source.kshot, train_labels=dict(counts),
+                            shots=source.shots, max_train=source.max_train,
+                            prompt_text=f"always {label!r} (training labels {dict(counts)})"))  # fmt: skip
+    return out
 
 
 def _variant_order(item) -> tuple:
@@ -439,13 +507,23 @@ def _variant_order(item) -> tuple:
 
 
 def build_leaderboard(runs: list[RunEntry], title: str = "promptopt leaderboard", meta: dict | None = None,
-                      n_resamples: int = 1000, seed: int = 0) -> Leaderboard:  # fmt: skip
+                      n_resamples: int = 1000, seed: int = 0, baselines: bool = False) -> Leaderboard:  # fmt: skip
     """Aggregate runs into rows and compare them: per (model, task, variant), methods ordered by mean score (best
     first, failed-only last), each with its bootstrap interval, and every pair of methods compared on their shared
     examples (:class:`Comparison`), Holm-corrected within the group; ``best``/``tied`` as :class:`Row` says.
-    ``n_resamples`` and ``seed`` drive every bootstrap (:func:`promptopt.report.stats.resample_indices`)."""
+    ``n_resamples`` and ``seed`` drive every bootstrap (:func:`promptopt.report.stats.resample_indices`).
+
+    Baseline rows (kind ``baseline``): runs named :data:`ZERO_SHOT` (the manual method on one template each, no
+    training) become one row per (model, task), the template with the best score (see :func:`zero_shot_runs`);
+    with ``baselines`` a :data:`MAJORITY` row per (model, task, variant) is made from the data
+    (:func:`majority_runs`)."""
     runs = list(runs)
+    zero_shot = [r for r in runs if r.method == ZERO_SHOT]
+    runs = [r for r in runs if r.method != ZERO_SHOT]
     assign_variants(runs)
+    runs += zero_shot_runs(zero_shot, runs)
+    if baselines:
+        runs += majority_runs(runs)
     runs.sort(key=lambda r: (r.model, r.task, r.method, *_variant_order(r), r.seed, r.run_dir))
     labels_of: dict[tuple[str, str], list[str]] = {}
     for run in runs:
@@ -470,8 +548,11 @@ def build_leaderboard(runs: list[RunEntry], title: str = "promptopt leaderboard"
             n_train=_mean(n_train), shots=group[0].shots, max_train=group[0].max_train,
             train_flops=_mean([r.train_flops for r in ok if r.train_flops is not None]),
             eval_flops=_mean([r.eval_flops for r in ok if r.eval_flops is not None]),
-            templates=_unique(r.template for r in ok if r.template),
+            templates=_unique(r.template for r in ok if r.template), kind=group[0].kind,
         )  # fmt: skip
+        row.seed_low, row.seed_high = stats.t_interval(scores) or (None, None)
+        if method == MAJORITY:  # computed here, not run: it has no time, throughput or memory of its own
+            row.train_seconds = row.eval_examples_per_second = row.peak_memory_mb = None
         _row_interval(row, ok, labels_of[model, task], resamples)
         rows.append(row)
         ok_of[id(row)] = ok

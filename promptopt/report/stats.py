@@ -152,3 +152,30 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - k) * pvalues[i]))
         out[i] = running
     return out
+
+
+# Student's t 0.975 quantiles for 1..30 degrees of freedom (two-sided 95%), as printed in every t table
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom: the table above for 1..30, beyond it the
+    Cornish-Fisher expansion ``z + (z^3 + z) / (4 df) + (5 z^5 + 16 z^3 + 3 z) / (96 df^2)`` (z = 1.959964)."""
+    if df < 1:
+        raise ValueError("t975: df must be >= 1")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """The 95% t-interval of the mean of ``values`` (e.g. one score per seed): ``mean -/+ t975(n - 1) * s /
+    sqrt(n)`` with ``s`` the sample standard deviation; None for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    half = t975(n - 1) * math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) / math.sqrt(n)
+    return mean - half, mean + half

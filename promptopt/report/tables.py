@@ -11,7 +11,7 @@ from .model import Leaderboard
 CSV_COLUMNS = ["model", "task", "variant", "method", "metric", "mean", "ci_low", "ci_high", "ci_n", "std", "best",
                "tied_with", "seeds_ok", "seeds_run", "eval_n", "n_train", "shots", "max_train", "template",
                "trainable_parameters", "train_flops", "train_seconds", "eval_flops", "eval_examples_per_second",
-               "peak_memory_mb"]  # fmt: skip
+               "peak_memory_mb", "kind", "seed_low", "seed_high", "mark"]  # fmt: skip
 
 
 def render_csv(board: Leaderboard) -> str:
@@ -27,7 +27,7 @@ def render_csv(board: Leaderboard) -> str:
                          _num(r.n_train), _opt(r.shots), _opt(r.max_train),
                          r.templates[0] if len(r.templates) == 1 else "", r.trainable_parameters, _flops(r.train_flops),
                          _num(r.train_seconds), _flops(r.eval_flops), _num(r.eval_examples_per_second),
-                         _num(r.peak_memory_mb)])  # fmt: skip
+                         _num(r.peak_memory_mb), r.kind, _num(r.seed_low), _num(r.seed_high), r.mark])  # fmt: skip
     return out.getvalue()
 
 

@@ -43,6 +43,7 @@ from promptopt.interpret.inspection import INSPECT_FILE, inspect_run
 from promptopt.data.files import read_json, write_json, write_text
 from promptopt.plugins import get_plugin_manager, get_task, optimizers
 from promptopt.report import Leaderboard, RunEntry, build_leaderboard, render
+from promptopt.report.model import BASELINE, ZERO_SHOT
 from promptopt.pipeline.results import RunResult
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ SUITE_SCHEMA = "promptopt.suite"
 SUITE_SCHEMA_VERSION = 1
 REPORT_FORMATS = ("md", "html", "json", "csv")
 MAX_CURVE_POINTS = 200
+#: the suite's zero-shot baseline runs: ``OUTPUT/MODEL/TASK/zero-shot-manual/templateI/seedK``
+ZERO_SHOT_DIR = ZERO_SHOT
 
 
 @dataclass
@@ -73,6 +76,8 @@ class SuiteConfig:
     shots: list[int] = field(default_factory=list, metadata={"help": "training examples per class, one combination per value (data-efficiency curves); one value: the same as run.shots"})
     max_train: list[int] = field(default_factory=list, metadata={"help": "training-set sizes, one combination per value; one value: the same as run.max_train"})
     same_template: str | None = field(default=None, metadata={"help": "'first': every method gets only the task's first template; 'each': one combination per template; None: methods get all templates"})
+    kshot: int | None = field(default=None, metadata={"help": "K: LM-BFF's few-shot protocol, every run of seed S on the task's k-shot split K-S (train and select there, report on the full test set)"})
+    baselines: bool = field(default=False, metadata={"help": "add the report's baseline rows: majority class (from the training labels) and zero-shot manual (each template of the task scored once with no training; the best one shown)"})
 
     def __post_init__(self):
         if not self.tasks:
@@ -83,6 +88,10 @@ class SuiteConfig:
             raise ConfigError(f"SuiteConfig.seeds has duplicates: {self.seeds}")
         if not self.models:
             self.models = [None]
+        if self.kshot is not None and (isinstance(self.kshot, bool) or not isinstance(self.kshot, int) or self.kshot < 1):
+            raise ConfigError(f"SuiteConfig.kshot is {self.kshot!r}; give K, the examples per class of the k-shot splits")
+        if self.kshot is not None and (self.shots or self.max_train or self.run.shots or self.run.max_train):
+            raise ConfigError("SuiteConfig.kshot: a k-shot split fixes the training set; give no shots or max_train")
         if self.same_template not in (None, "first", "each"):
             raise ConfigError(f"SuiteConfig.same_template is {self.same_template!r}; choose 'first', 'each' or None")
         for name in ("shots", "max_train"):
@@ -171,10 +180,11 @@ class SuiteResult:
         return [e for e in self.entries if e.status != "ok"]
 
 
-def parse_seeds(text: str | int) -> list[int]:
-    """``"3"`` -> [0, 1, 2]; ``"0,5,7"`` -> [0, 5, 7]."""
+def parse_seeds(text: str | int, listed: bool = False) -> list[int]:
+    """``"3"`` -> [0, 1, 2]; ``"0,5,7"`` -> [0, 5, 7]. With ``listed`` (the k-shot protocol, whose seeds name
+    splits) a single number is that one seed: ``"13"`` -> [13]."""
     try:
-        if isinstance(text, int) or "," not in str(text):
+        if not listed and (isinstance(text, int) or "," not in str(text)):
             n = int(text)
             if n < 1:
                 raise ConfigError(f"--seeds {n}: give at least 1")
@@ -290,6 +300,10 @@ def _settings(config: SuiteConfig) -> dict:
             out[name] = ",".join(str(v) for v in getattr(config, name))
     if config.same_template:
         out["same_template"] = config.same_template
+    if config.kshot is not None:
+        out["kshot"] = config.kshot
+    if config.baselines:
+        out["baselines"] = True
     out.update({f"train.{k}": v for k, v in run.train.items()})
     out.update({f"option.{k}": v for k, v in config.method_options.items()})
     return out
@@ -373,12 +387,16 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
     _write_suite(root, config, methods, tasks, [])  # records the settings at once, should the suite be interrupted
     combos = [(model, task, setting, method, seed) for model in config.models for task in tasks
               for setting in config.settings_of(task) for method in methods for seed in config.seeds]  # fmt: skip
+    combos += [(model, task, i) for model in config.models for task in tasks if config.baselines
+               for i in range(len(run_opts.templates or task.templates))]  # fmt: skip
     entries: list[SuiteEntry] = []
     index = -1
     for model in config.models:
         label = model_label(model)
         loaded = _ModelSlot(model, load)
-        for task, setting in [(task, setting) for task in tasks for setting in config.settings_of(task)]:
+        plan = [(task, setting, i == len(settings) - 1) for task in tasks for settings in [config.settings_of(task)]
+                for i, setting in enumerate(settings)]  # fmt: skip
+        for task, setting, last_setting in plan:
             opts = _setting_options(run_opts, setting)
             for method in methods:
                 for seed in config.seeds:
@@ -391,12 +409,31 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
                         entry.status, entry.error = "failed", loaded.error
                         _record_failure(out, entry, loaded.exception)
                     else:
-                        _run_one(entry, out, opts, model, task, method, seed, per_method[method], loaded.get(), pm)
+                        seed_opts = _kshot_options(opts, config.kshot, seed)
+                        _run_one(entry, out, seed_opts, model, task, method, seed, per_method[method], loaded.get(), pm)
                     if config.inspect and entry.status == "ok" and _needs_inspection(out) and loaded.get() is not None:
                         _inspect_one(entry, out, loaded.get(), opts, pm)
                     entries.append(entry)
                     if on_event:
                         on_event(entry, len(entries), len(combos))
+            if not config.baselines or not last_setting:
+                continue
+            for i, template in enumerate(run_opts.templates or task.templates):  # zero-shot: one template, no training
+                index += 1
+                if index % share[1] != share[0]:
+                    continue
+                seed = config.seeds[0]
+                out = suite_run_dir(root, label, task.name, ZERO_SHOT_DIR, seed, variant_dir(None, None, i))
+                entry = SuiteEntry(label, task.name, ZERO_SHOT, seed, str(out))
+                if loaded.get() is None:
+                    entry.status, entry.error = "failed", loaded.error
+                    _record_failure(out, entry, loaded.exception)
+                else:
+                    opts = dataclasses.replace(_kshot_options(run_opts, config.kshot, seed), templates=[template])
+                    _run_one(entry, out, opts, model, task, "manual", seed, {}, loaded.get(), pm)
+                entries.append(entry)
+                if on_event:
+                    on_event(entry, len(entries), len(combos))
         loaded.release()
     if not report:
         return SuiteResult(entries, Leaderboard(title=config.title, rows=[], runs=[]), {})
@@ -409,7 +446,8 @@ def _report(config: SuiteConfig, methods: list[str], tasks: list, entries: list[
     """The suite's end: ``suite.json`` with every entry, then the leaderboard of its runs (and collected ones)."""
     root = Path(config.output)
     meta = _write_suite(root, config, methods, tasks, entries)
-    board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta)
+    board = build_leaderboard(collect_runs([root, *config.collect]), title=config.title, meta=meta,
+                              baselines=config.baselines)  # fmt: skip
     return SuiteResult(entries, board, write_reports(board, root))
 
 
@@ -424,7 +462,7 @@ def _write_suite(root: Path, config: SuiteConfig, methods: list[str], tasks: lis
         "config": {"methods": methods, "tasks": [t.name for t in tasks], "seeds": config.seeds,
                    "models": [model_label(m) for m in config.models], "collect": config.collect,
                    "shots": config.shots or config.run.shots, "max_train": config.max_train or config.run.max_train,
-                   "same_template": config.same_template},
+                   "same_template": config.same_template, "kshot": config.kshot, "baselines": config.baselines},
         "entries": [dataclasses.asdict(e) for e in entries],
     })  # fmt: skip
     return meta
@@ -449,6 +487,12 @@ def _check_same_settings(root: Path, config: SuiteConfig) -> None:
         diff = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
         raise ConfigError(f"{root} holds runs made with other settings ({diff}); its finished runs would be reused. "
                           "Use another --output, or the same settings to add methods, tasks, seeds or sizes")  # fmt: skip
+
+
+def _kshot_options(run_opts: RunOptions, k: int | None, seed: int) -> RunOptions:
+    """The run options of seed ``seed``: under the k-shot protocol its training and selection data are the k-shot
+    split ``K-SEED`` (the seed names the split, as in LM-BFF, and seeds the method too)."""
+    return run_opts if k is None else dataclasses.replace(run_opts, kshot=f"{k}-{seed}")
 
 
 def _setting_options(run_opts: RunOptions, setting: Setting) -> RunOptions:
@@ -692,8 +736,13 @@ def _settings_of(conf: dict) -> dict:
         known = _task_templates(conf.get("task_spec") or conf.get("task"))
         if known and templates[0] in known:
             index = known.index(templates[0])
-    return {"n_train": data.get("train") if _is_number(data.get("train")) else None,
-            "shots": data.get("shots") if _is_number(data.get("shots")) else None,
+    kshot = data.get("kshot") if isinstance(data.get("kshot"), str) else None
+    shots = data.get("shots") if _is_number(data.get("shots")) else None
+    if shots is None and kshot:  # a k-shot split holds K per class
+        shots = int(kshot.split("-")[0])
+    labels = data.get("train_labels") if isinstance(data.get("train_labels"), dict) else {}
+    return {"n_train": data.get("train") if _is_number(data.get("train")) else None, "shots": shots, "kshot": kshot,
+            "train_labels": {str(k): int(v) for k, v in labels.items() if _is_number(v)},
             "max_train": data.get("max_train") if _is_number(data.get("max_train")) else None,
             "templates": templates, "template_index": index}  # fmt: skip
 
@@ -756,7 +805,11 @@ def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> R
         compute = read_json(run_dir / "result.json").get("compute")
     except (OSError, json.JSONDecodeError, AttributeError):
         compute = None
-    settings = _settings_of(_read_config(run_dir, result.config if isinstance(result.config, dict) else None))
+    conf = _read_config(run_dir, result.config if isinstance(result.config, dict) else None)
+    settings = _settings_of(conf)
+    method, kind = result.method, conf.get("method_kind") or ""
+    if run_dir.parent.parent.name == ZERO_SHOT_DIR:  # a run of the suite's zero-shot baseline (one template each)
+        method, kind = ZERO_SHOT, BASELINE
     named = parse_variant_dir(run_dir.parent.name) if re.fullmatch(r"seed\d+", run_dir.name) else None
     for key, value in (named or {}).items():  # a suite's run directory names its setting (runs before data.shots)
         if settings[key] is None:
@@ -764,7 +817,7 @@ def _entry_from_result(result: RunResult, run_dir: Path, base: Path | None) -> R
     ids, golds, preds = _read_predictions(run_dir)
     prompt_text = _readable_prompt(run_dir, result.prompt_text or "")
     return RunEntry(
-        model=result.model, task=result.task, method=result.method, seed=int(result.seed), status=result.status,
+        model=result.model, task=result.task, method=method, kind=kind, seed=int(result.seed), status=result.status,
         error=result.error, metric=_metric_name(metrics), score=metrics.get("score"),
         select_score=(result.select_metrics or {}).get("score"), n_eval=int(metrics.get("n", 0)),
         trainable_parameters=int(result.trainable_parameters or 0), train_seconds=float(result.train_seconds or 0),
@@ -845,11 +898,14 @@ def load_board(dirs: list[str | Path], title: str | None = None) -> Leaderboard:
     """A leaderboard of every run under ``dirs``; title and metadata from the first one's ``suite.json``."""
     meta: dict = {}
     suite_title = None
+    baselines = False
     suite_file = Path(dirs[0]) / SUITE_FILE if dirs else None
     if suite_file is not None and suite_file.exists():
         suite = read_json(suite_file)
         meta, suite_title = suite.get("meta") or {}, suite.get("title")
-    return build_leaderboard(collect_runs(list(dirs)), title=title or suite_title or "promptopt leaderboard", meta=meta)
+        baselines = bool((suite.get("config") or {}).get("baselines"))
+    return build_leaderboard(collect_runs(list(dirs)), title=title or suite_title or "promptopt leaderboard", meta=meta,
+                             baselines=baselines)  # fmt: skip
 
 
 def write_reports(board: Leaderboard, directory: str | Path, name: str = "report",
