@@ -11,8 +11,8 @@
 # The protocol: for each task (SST-2, SST-5, RTE, SUBJ) and seed S (13, 21, 42), every method trains on the k-shot
 # split 16-S (16 examples per class), chooses on that split's dev (16 per class) and is reported on the task's full
 # test set (SST-2: its 1,821 labelled test sentences; RTE: GLUE dev, as LM-BFF). Two baseline rows come from the
-# report (--baselines): the majority class of the training labels, and zero-shot manual (each template of the task
-# scored once without training; the best on test is shown, an upper bound). The data-efficiency figure adds SST-2
+# report (--baselines): the majority class of the training labels, and zero-shot manual (the task's first, hand-written
+# template scored without training or selection, LM-BFF's zero-shot row). The data-efficiency figure adds SST-2
 # runs of manual+demonstrations (demos), soft, ptuning, prefix and lora at 4 and 64 training examples per class
 # (sampled from the full train split, 32 held out of it for selection); their 16 point is the k-shot runs.
 #
@@ -81,7 +81,7 @@ for group in default "${!LR[@]}"; do
             --note "Protocol: LM-BFF's k-shot splits 16-{$SEEDS} (16 per class train, 16 per class dev for selection), reported on each task's full test set (SST-2: 1,821 labelled test sentences; RTE: GLUE dev). Seeds are the splits; each interval over seeds is a t-interval over these $(( $(tr -cd , <<< "$SEEDS" | wc -c) + 1 )) splits." \
             --note "Budget: --budget-flops $BUDGET_FLOPS for every method, at most ${SCHEDULE[*]}: $BUDGET_WHY." \
             --note "Learning rates (the README's for each method, else the loop's default 3e-2): prefix 1e-2, lora 1e-3, finetune 3e-5; every method option at its default (transfer without -o source starts as soft does; multitask trains the run's one task)." \
-            --note "dtype $DTYPE; zero-shot manual: each template of the task scored once on the test set without training, the best shown (an upper bound of zero-shot manual prompting); majority: the most frequent training label (a tie on the balanced splits goes to the first label), scored on the test set."
+            --note "dtype $DTYPE; zero-shot manual: the task's first template scored on the test set without training or selection (LM-BFF's zero-shot row); majority: the most frequent training label (a tie on the balanced splits goes to the first label), scored on the test set."
         dirs+=("$out/kshot-$group")
     fi
     members=$(keep "$members" "$efficiency")

@@ -457,9 +457,9 @@ def _decide(group: list[Row], comparisons: list[Comparison]) -> None:
 
 
 def zero_shot_runs(candidates: list[RunEntry], runs: list[RunEntry]) -> list[RunEntry]:
-    """The zero-shot manual baseline: of the :data:`ZERO_SHOT` runs of each (model, task), one per template, the
-    one with the best score (the lowest template index on a tie). The template is chosen on the reported split,
-    so the row is an upper bound of zero-shot manual prompting. It joins the variant of the task's k-shot runs
+    """The zero-shot manual baseline (LM-BFF's "prompt-based zero-shot" row): of the :data:`ZERO_SHOT` runs of each
+    (model, task), the one of the lowest template index, i.e. the task's first, hand-written template, no training
+    and no selection. Never the best score: that would choose on the reported split. It joins the variant of the task's k-shot runs
     (else its first variant)."""
     out = []
     for model, task in _unique((r.model, r.task) for r in candidates):
@@ -467,7 +467,7 @@ def zero_shot_runs(candidates: list[RunEntry], runs: list[RunEntry]) -> list[Run
                   if (r.model, r.task) == (model, task) and r.status == "ok" and r.score is not None]  # fmt: skip
         if not scored:
             continue
-        best = max(scored, key=lambda r: (r.score, -(r.template_index or 0)))
+        best = min(scored, key=lambda r: r.template_index or 0)
         peers = [r for r in runs if (r.model, r.task) == (model, task)]
         home = next((r for r in peers if r.kshot), peers[0] if peers else None)
         best.kind, best.n_train = BASELINE, None  # no training examples: never a point of a data-efficiency curve
@@ -514,7 +514,7 @@ def build_leaderboard(runs: list[RunEntry], title: str = "promptopt leaderboard"
     ``n_resamples`` and ``seed`` drive every bootstrap (:func:`promptopt.report.stats.resample_indices`).
 
     Baseline rows (kind ``baseline``): runs named :data:`ZERO_SHOT` (the manual method on one template each, no
-    training) become one row per (model, task), the template with the best score (see :func:`zero_shot_runs`);
+    training) become one row per (model, task), the task's first template (see :func:`zero_shot_runs`);
     with ``baselines`` a :data:`MAJORITY` row per (model, task, variant) is made from the data
     (:func:`majority_runs`)."""
     runs = list(runs)

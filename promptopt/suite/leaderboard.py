@@ -77,7 +77,7 @@ class SuiteConfig:
     max_train: list[int] = field(default_factory=list, metadata={"help": "training-set sizes, one combination per value; one value: the same as run.max_train"})
     same_template: str | None = field(default=None, metadata={"help": "'first': every method gets only the task's first template; 'each': one combination per template; None: methods get all templates"})
     kshot: int | None = field(default=None, metadata={"help": "K: LM-BFF's few-shot protocol, every run of seed S on the task's k-shot split K-S (train and select there, report on the full test set)"})
-    baselines: bool = field(default=False, metadata={"help": "add the report's baseline rows: majority class (from the training labels) and zero-shot manual (each template of the task scored once with no training; the best one shown)"})
+    baselines: bool = field(default=False, metadata={"help": "add the report's baseline rows: majority class (from the training labels) and zero-shot manual (the task's first template scored with no training and no selection)"})
 
     def __post_init__(self):
         if not self.tasks:
@@ -418,7 +418,7 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
                         on_event(entry, len(entries), len(combos))
             if not config.baselines or not last_setting:
                 continue
-            for i, template in enumerate(run_opts.templates or task.templates):  # zero-shot: one template, no training
+            for i, template in enumerate((run_opts.templates or task.templates)[:1]):  # zero-shot: the first template, as is
                 index += 1
                 if index % share[1] != share[0]:
                     continue
