@@ -181,18 +181,24 @@ def prefix_kv(prefix: torch.Tensor, batch: int, dtype, device) -> list[tuple[tor
             for layer in prefix]  # fmt: skip
 
 
+def dynamic_cache(kv: list[tuple[torch.Tensor, torch.Tensor]] | None):
+    """A transformers ``DynamicCache`` holding ``kv`` (keys and values per layer), empty for ``None``."""
+    from transformers import DynamicCache
+
+    if kv is None:
+        return DynamicCache()
+    try:
+        return DynamicCache(ddp_cache_data=kv)
+    except TypeError:  # older transformers
+        return DynamicCache.from_legacy_cache(tuple(kv))
+
+
 def seq2seq_prefix_cache(kv: list[tuple[torch.Tensor, torch.Tensor]] | None):
     """An encoder-decoder's cache holding ``kv`` (per decoder layer) in its self-attention part and nothing yet in
     its cross-attention part (the decoder computes that from the encoder's output)."""
-    from transformers import DynamicCache, EncoderDecoderCache
+    from transformers import EncoderDecoderCache
 
-    if kv is None:
-        return EncoderDecoderCache(DynamicCache(), DynamicCache())
-    try:
-        own = DynamicCache(ddp_cache_data=kv)
-    except TypeError:  # older transformers
-        own = DynamicCache.from_legacy_cache(tuple(kv))
-    return EncoderDecoderCache(own, DynamicCache())
+    return EncoderDecoderCache(dynamic_cache(kv), dynamic_cache(None))
 
 
 def model_kv(lm, embeds: torch.Tensor) -> torch.Tensor:

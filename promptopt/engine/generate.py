@@ -139,12 +139,6 @@ def _seq2seq_steps(lm: LoadedModel, prompt: Prompt, context: torch.Tensor, mask:
 
 
 def _prefix_cache(prefix: torch.Tensor, emb: torch.Tensor):
-    from transformers import DynamicCache
+    from promptopt.engine.adapt import dynamic_cache, prefix_kv
 
-    from promptopt.engine.adapt import prefix_kv
-
-    kv = prefix_kv(prefix, 1, emb.dtype, emb.device)
-    try:
-        return DynamicCache(ddp_cache_data=kv)
-    except TypeError:  # older transformers
-        return DynamicCache.from_legacy_cache(tuple(kv))
+    return dynamic_cache(prefix_kv(prefix, 1, emb.dtype, emb.device))

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from promptopt.engine import distributed
-from promptopt.engine.adapt import check_prefix, prefix_kv, seq2seq_prefix_cache
+from promptopt.engine.adapt import check_prefix, dynamic_cache, prefix_kv, seq2seq_prefix_cache
 from promptopt.engine.compute import compute_counter
 from promptopt.errors import PromptoptError
 from promptopt.data.prompt import Prompt
@@ -209,7 +209,7 @@ class Scorer:
         if self._prefix is not None:  # a deep prompt: its keys/values come first, at positions before the input's
             n = self._prefix.shape[-2]
             if cache is None or cache.get_seq_length() == 0:  # a non-empty cache already starts with them
-                cache = _new_cache(prefix_kv(self._prefix, emb.shape[0], emb.dtype, emb.device))
+                cache = dynamic_cache(prefix_kv(self._prefix, emb.shape[0], emb.dtype, emb.device))
             if mask is not None:
                 mask = torch.cat([torch.ones((mask.shape[0], n), dtype=mask.dtype, device=mask.device), mask], dim=1)
             pos = pos + n
@@ -273,11 +273,11 @@ class Scorer:
         device = self.lm.device
         prefix = collate([_truncate(encs[0], shared)], self.encoder.pad_id, "right", device)
         out = self._run_base(embed(self.lm, prefix, table), prefix.attention_mask, prefix.position_ids,
-                             cache=_new_cache(None))  # fmt: skip
+                             cache=dynamic_cache(None))  # fmt: skip
         kv = _cache_tensors(getattr(out, self.facts.cache_arg, None) or getattr(out, "past_key_values", None))
         rest = collate(encs, self.encoder.pad_id, self.side, device, start=shared)
         n = len(encs)
-        cache = _new_cache([(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])) for k, v in kv])
+        cache = dynamic_cache([(k.expand(n, *k.shape[1:]), v.expand(n, *v.shape[1:])) for k, v in kv])
         mask = self._mask(rest)
         if mask is not None:
             mask = torch.cat([torch.ones((n, shared), dtype=mask.dtype, device=device), mask], dim=1)
@@ -530,13 +530,13 @@ class Scorer:
         prefix = collate([_truncate(g[0], s) for g, s in zip(groups, splits)], self.encoder.pad_id, "left", device,
                          offset=self._pos_offset)  # fmt: skip
         out = self._run_base(embed(self.lm, prefix, table), prefix.attention_mask, prefix.position_ids,
-                             cache=_new_cache(None))  # fmt: skip
+                             cache=dynamic_cache(None))  # fmt: skip
         kv = _cache_tensors(getattr(out, self.facts.cache_arg, None) or getattr(out, "past_key_values", None))
         example = torch.arange(len(encs), device=device) % n_examples
         rest = collate([_drop_front(e, splits[i % n_examples]) for i, e in enumerate(encs)], self.encoder.pad_id,
                        "right", device, offset=self._pos_offset)  # fmt: skip
         position_ids = rest.position_ids + torch.tensor(splits, device=device)[example].unsqueeze(1)
-        cache = _new_cache([(k.index_select(0, example), v.index_select(0, example)) for k, v in kv])
+        cache = dynamic_cache([(k.index_select(0, example), v.index_select(0, example)) for k, v in kv])
         mask = torch.cat([prefix.attention_mask.index_select(0, example), rest.attention_mask], dim=1)
         out = self._run_base(embed(self.lm, rest, table), mask, position_ids, cache=cache)
         return facts.head(_gather(out.last_hidden_state, rest.read)).float()
@@ -726,14 +726,4 @@ def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return list(zip(cache.key_cache, cache.value_cache))
     return [(k, v) for k, v in cache]
 
-
-def _new_cache(kv):
-    from transformers import DynamicCache
-
-    if kv is None:
-        return DynamicCache()
-    try:
-        return DynamicCache(ddp_cache_data=kv)
-    except TypeError:  # older transformers
-        return DynamicCache.from_legacy_cache(tuple(kv))
 
