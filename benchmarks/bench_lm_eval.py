@@ -91,13 +91,15 @@ def demo_block(task, template: str, seed: int = 0) -> str:
     return "\n\n".join(parts) + "\n\n"
 
 
-def ours(lm, task, template, examples, batch_size, scoring=None):
-    """Class (or choice) scores ``(N, C)`` in example order, and seconds."""
+def ours(lm, task, template, examples, batch_size, scoring=None, spent=None):
+    """Class (or choice) scores ``(N, C)`` in example order, and seconds; the FLOPs the engine counted go into the
+    dict ``spent`` (``flops``) when one is given."""
     from promptopt.data.prompt import Prompt
     from promptopt.engine import Scorer
 
     prompt = Prompt.from_template(template)
     scorer = Scorer(lm, task, batch_size=batch_size, scoring=scoring)
+    before = scorer.compute.snapshot()
     start = time.perf_counter()
     out = None
     with torch.inference_mode():
@@ -105,7 +107,29 @@ def ours(lm, task, template, examples, batch_size, scoring=None):
             got = scorer.scores(prompt, [examples[i] for i in idx]).float().cpu()
             out = torch.empty(len(examples), got.shape[1]) if out is None else out
             out[torch.tensor(idx)] = got
-    return out, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if spent is not None:
+        spent.update(scorer.compute.since(before).to_json())
+    return out, seconds
+
+
+def peer_flops(lm, contexts, continuations, batch_size) -> float:
+    """The arithmetic of lm-eval's requests, estimated as promptopt's counter does (2 FLOPs per body weight per
+    position, the same for the head, padding included since it is computed): one forward per distinct input (the
+    context and the continuation but its last token; requests that share it run once), longest first in batches of
+    ``batch_size`` padded to their longest, logits at every position."""
+    from promptopt.engine.compute import compute_counter
+
+    counter = compute_counter(lm)
+    tok = lm.tokenizer
+    inputs = set()
+    for ctx, conts in zip(contexts, continuations):
+        ids = tok(ctx, add_special_tokens=False)["input_ids"]
+        for cont in conts:
+            inputs.add(tuple(ids + tok(cont, add_special_tokens=False)["input_ids"][:-1]))
+    lengths = sorted(map(len, inputs), reverse=True)
+    positions = sum(len(lengths[i : i + batch_size]) * lengths[i] for i in range(0, len(lengths), batch_size))
+    return 2.0 * (counter.body_parameters + counter.head_parameters) * positions
 
 
 def peer(hflm, contexts, continuations, scoring=None):
@@ -196,7 +220,8 @@ def main():
         order = ["ours", *models] if r % 2 == 0 else [*models, "ours"]
         for side in order:
             if side == "ours":
-                scores, seconds = ours(lm, task, template, examples, args.batch_size, args.scoring)
+                spent = {}
+                scores, seconds = ours(lm, task, template, examples, args.batch_size, args.scoring, spent)
                 ours_times.append(seconds)
             else:
                 got, seconds = peer(models[side], contexts, continuations, args.scoring)
@@ -222,6 +247,10 @@ def main():
         "repeats": args.repeats, "seconds": {"ours": ours_times, "peer": peer_times},
         "load_average": __import__("os").getloadavg(),
         "ratio": peer_s / ours_s,
+        # what each side computes, estimated alike (padding included): the ratio the arithmetic allows, and how
+        # much of it the measured ratio reaches
+        "flop_bound": {"ours_flops": spent["flops"], "peer_flops": (pf := peer_flops(lm, contexts, continuations, best_bs)),
+                       "ratio_bound": pf / spent["flops"], "measured_over_bound": (peer_s / ours_s) / (pf / spent["flops"])},
         "ours_accuracy": float((ours_pred == golds).float().mean()), "peer_accuracy": float((peer_pred == golds).float().mean()),
         "predictions_differing": int((ours_pred != peer_pred).sum()),
         "max_abs_loglik_difference": float((scores - peer_scores).abs().max()),
@@ -245,6 +274,9 @@ def main():
                      "examples_per_s": len(examples) / peer_default_s},
             "ratio": peer_default_s / ours_default_s,
         }  # fmt: skip
+    fb = result["flop_bound"]
+    print(f"FLOP bound: ours {fb['ours_flops'] / 1e12:.2f} TFLOP, lm-eval {fb['peer_flops'] / 1e12:.2f} TFLOP: the "
+          f"arithmetic allows {fb['ratio_bound']:.2f}x, measured {result['ratio']:.2f}x", flush=True)  # fmt: skip
     print(json.dumps(result, indent=2))
     if args.out:
         from promptopt.data.files import write_json

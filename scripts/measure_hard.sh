@@ -15,15 +15,16 @@ STEPS=${STEPS:-20}
 mkdir -p "$OUT"
 log() { echo "$(date -u +%H:%M:%S) $*" >> "$OUT/measure.log"; }
 
-run() {  # run NAME TASK [promptopt run options...]
-  local name=$1 task=$2
+run() {  # run NAME TASK [promptopt run options...]   (SEED=N in the environment: another seed, NAME-sN)
+  local name=$1 task=$2 seed=${SEED:-0}
+  [ "$seed" != 0 ] && name="$name-s$seed"
   shift 2
   local dir="$OUT/$task-$name"
   if [ -f "$dir/result.json" ]; then log "$task-$name: done before"; return; fi
   local resume=()
   [ -d "$dir" ] && resume=(--resume)
   log "$task-$name: start"
-  "$P" run --task "$task" --eval-split dev --seed 0 --no-progress --output "$dir" "${resume[@]}" "$@" > "$dir.out" 2>&1
+  "$P" run --task "$task" --eval-split dev --seed "$seed" --no-progress --output "$dir" "${resume[@]}" "$@" > "$dir.out" 2>&1
   log "$task-$name: rc=$?"
 }
 
@@ -44,6 +45,16 @@ for task in sst2 rte; do
   run autoprompt "$task" --method autoprompt -t "$T" "${SEARCH[@]}" -o rule=autoprompt
   run gcg "$task" --method autoprompt -t "$T" "${SEARCH[@]}" -o rule=gcg
   run pez "$task" --method autoprompt -t "$T" "${SEARCH[@]}" -o rule=pez
+done
+# A demonstration draw is one sample: the random draws again with seeds 1 and 2 (selection on the same holdout), so
+# the table can give their mean with a t-interval over the three draws.
+for task in sst2 rte; do
+  T=$(best_template "$task")
+  for seed in 1 2; do
+    for k in 1 2 4; do
+      SEED=$seed run "demos-random-k$k" "$task" --method demos -t "$T" -o k=$k -o choice=random
+    done
+  done
 done
 .venv/bin/python scripts/measure_hard_table.py "$OUT" > "$OUT/table.md" 2>> "$OUT/measure.log"
 log end
