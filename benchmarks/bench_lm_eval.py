@@ -10,8 +10,10 @@ sides by its length in characters (lm-eval's ``acc_norm``).
 
 First both sides must compute the same numbers: per-request log-likelihoods are compared in float32 on
 ``--check-n`` examples (to 1e-4; the script stops if they differ). Then each side is timed over the same ``--n``
-examples at ``--dtype``, the peer at each of ``--peer-batch-sizes`` (its strongest is reported), ours at
-``--batch-size``; predictions are compared. ``--defaults`` also times what each side does when a user gives no
+examples at ``--dtype``, the peer at each of ``--peer-batch-sizes``, ours at each of ``--batch-size`` (the
+fastest of each side is reported); predictions are compared. The FLOPs of both sides are estimated alike (the
+engine's count for ours; for the peer, its padded inputs with logits at every position) and their ratio, the most
+the arithmetic allows, is reported beside the measured one. ``--defaults`` also times what each side does when a user gives no
 option: promptopt's default dtype (bf16 on a CPU with native bf16) and batch size, and ``lm_eval --model hf``'s
 (``dtype=auto``, batch size 1).
 
@@ -166,7 +168,7 @@ def main():
     ap.add_argument("--n", type=int, default=None, help="examples timed (default: the whole split)")
     ap.add_argument("--check-n", type=int, default=64, help="examples checked equal in float32 first (0: all)")
     ap.add_argument("--scoring", default=None, help="loglik (default) or norm_char (lm-eval's acc_norm) on both sides")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", default="32", help="ours: one size, or several (comma-separated) of which the fastest is reported, as for the peer")
     ap.add_argument("--peer-batch-sizes", default="32,64")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--prefix", choices=["none", "instruction", "demos"], default="none")
@@ -197,8 +199,9 @@ def main():
     # 1. the same numbers, in float32
     n_check = min(args.check_n or len(examples), len(examples))
     lm32 = load_model(folder, dtype="float32")
-    a, _ = ours(lm32, task, template, examples[:n_check], args.batch_size, args.scoring)
-    b, _ = peer(hf("float32", args.batch_size), contexts[:n_check], continuations[:n_check], args.scoring)
+    sizes = [int(x) for x in str(args.batch_size).split(",")]
+    a, _ = ours(lm32, task, template, examples[:n_check], sizes[0], args.scoring)
+    b, _ = peer(hf("float32", sizes[0]), contexts[:n_check], continuations[:n_check], args.scoring)
     check = float((a - b).abs().max())
     golds = torch.tensor([gold(task, ex) for ex in examples])
     check_acc = {"ours": float((a.argmax(-1) == golds[:n_check]).float().mean()),
@@ -211,26 +214,30 @@ def main():
 
     # 2. throughput at the requested dtype: the sides alternate, --repeats times, the median of each is reported
     lm = load_model(folder, dtype=args.dtype)
-    ours(lm, task, template, examples[: args.batch_size], args.batch_size, args.scoring)  # warm-up
+    for bs in sizes:
+        ours(lm, task, template, examples[:bs], bs, args.scoring)  # warm-up
     models = {int(x): hf(args.dtype, int(x)) for x in args.peer_batch_sizes.split(",")}
     for bs, model in models.items():
         peer(model, contexts[:bs], continuations[:bs])  # warm-up
-    ours_times, peer_times = [], {bs: [] for bs in models}
+    ours_by, peer_times = {bs: [] for bs in sizes}, {bs: [] for bs in models}
+    spent_by, scores_by = {}, {}
     for r in range(args.repeats):
-        order = ["ours", *models] if r % 2 == 0 else [*models, "ours"]
-        for side in order:
+        sides = [("ours", bs) for bs in sizes] + [("lm_eval", bs) for bs in models]
+        for side, bs in sides if r % 2 == 0 else sides[::-1]:
             if side == "ours":
-                spent = {}
-                scores, seconds = ours(lm, task, template, examples, args.batch_size, args.scoring, spent)
-                ours_times.append(seconds)
+                spent_by[bs] = {}
+                scores_by[bs], seconds = ours(lm, task, template, examples, bs, args.scoring, spent_by[bs])
+                ours_by[bs].append(seconds)
             else:
-                got, seconds = peer(models[side], contexts, continuations, args.scoring)
-                peer_times[side].append(seconds)
-                if side == min(models):
+                got, seconds = peer(models[bs], contexts, continuations, args.scoring)
+                peer_times[bs].append(seconds)
+                if bs == min(models):
                     peer_scores = got
-            print(f"repeat {r + 1}: {side} {len(examples) / seconds:.2f} ex/s", flush=True)
+            print(f"repeat {r + 1}: {side} batch {bs} {len(examples) / seconds:.2f} ex/s", flush=True)
     del models
-    ours_s = statistics.median(ours_times)
+    ours_median = {bs: statistics.median(t) for bs, t in ours_by.items()}
+    ours_bs = min(ours_median, key=ours_median.get)
+    ours_s, ours_times, scores, spent = ours_median[ours_bs], ours_by[ours_bs], scores_by[ours_bs], spent_by[ours_bs]
     peers = {bs: statistics.median(t) for bs, t in peer_times.items()}
     best_bs = min(peers, key=peers.get)
     peer_s = peers[best_bs]
@@ -239,7 +246,8 @@ def main():
         "benchmark": "evaluation vs lm-evaluation-harness", "peer": "lm_eval HFLM.loglikelihood (lm_eval --model hf)",
         "lm_eval_version": __import__("lm_eval").__version__, "model": folder, "task": task.name, "split": args.split,
         "n": len(examples), "prefix": args.prefix, "prefix_tokens": len(lm.tokenizer(block)["input_ids"]) if block else 0,
-        "dtype": args.dtype, "batch_size": args.batch_size, "peer_batch_size": best_bs,
+        "dtype": args.dtype, "batch_size": ours_bs, "peer_batch_size": best_bs,
+        "ours_examples_per_s_by_batch": {bs: len(examples) / s for bs, s in ours_median.items()},
         "scoring": args.scoring or "loglik",
         "float32_check": {"examples": n_check, "max_abs_loglik_difference": check, "accuracy": check_acc},
         "ours_examples_per_s": len(examples) / ours_s, "peer_examples_per_s": len(examples) / peer_s,

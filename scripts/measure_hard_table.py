@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -49,7 +51,7 @@ def main(root: str) -> None:
     for task in sorted({t["task"] for t in table}):
         mine = [t for t in table if t["task"] == task]
         manual = next((t for t in mine if t["run"].endswith("-manual")), None)
-        hard = [t for t in mine if not t["run"].endswith(("-manual", "-soft"))]
+        hard = [t for t in mine if not t["run"].endswith(("-manual", "-soft")) and not re.search(r"-s\d+$", t["run"])]
         if manual and hard:
             print(f"\n{task}, each method against the best manual template ({manual['eval']:.3f}) on the same dev "
                   "examples (exact McNemar test):\n")
@@ -58,6 +60,29 @@ def main(root: str) -> None:
                 only_m, only_h, p = mcnemar(base, correct(Path(root) / t["run"]))
                 print(f"- {t['run']}: {100 * (t['eval'] - manual['eval']):+.1f} points "
                       f"(right only with it {only_h}, only with manual {only_m}; p = {p:.3f})")
+
+    draws(table)
+
+
+#: two-sided 95% t quantiles by degrees of freedom
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def draws(table) -> None:
+    """Runs repeated at other seeds (NAME-sN beside NAME, seed 0): mean and 95% t-interval over the draws."""
+    groups: dict[str, list] = {}
+    for t in table:
+        groups.setdefault(re.sub(r"-s\d+$", "", t["run"]), []).append(t)
+    repeated = {k: v for k, v in groups.items() if len(v) > 1}
+    if not repeated:
+        return
+    print("\nRepeated draws (seed 0 and the NAME-sN runs; selection on each seed's own holdout), dev accuracy:\n")
+    print("| run | draws | each | mean ± 95% t-interval |")
+    print("|---|---|---|---|")
+    for name, runs in sorted(repeated.items()):
+        accs = [100 * t["eval"] for t in runs]
+        half = T95.get(len(accs) - 1, 2.0) * statistics.stdev(accs) / math.sqrt(len(accs))
+        print(f"| {name} | {len(accs)} | {', '.join(f'{a:.1f}' for a in accs)} | {statistics.mean(accs):.1f} ± {half:.1f} |")
 
 
 if __name__ == "__main__":

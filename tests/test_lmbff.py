@@ -18,10 +18,10 @@ from promptopt.data.files import read_json, write_json
 from promptopt.data.tasks import parse_task_spec
 from promptopt.errors import ConfigError, DataError
 from promptopt.pipeline.runner import RunOptions, parse_kshot
-from promptopt.report import build_leaderboard, render, render_findings, render_markdown
+from promptopt.report import build_leaderboard, render, render_findings, render_html, render_markdown
 from promptopt.report import stats
 from promptopt.report.model import MAJORITY, ZERO_SHOT
-from promptopt.suite.leaderboard import SuiteConfig, collect_runs, load_board, run_suite
+from promptopt.suite.leaderboard import SuiteConfig, collect_runs, load_board, run_suite, suite_progress
 
 TEMPLATES = ["Review: {text}\\nSentiment:{answer}", "{text} Overall, it was{answer}"]
 
@@ -221,6 +221,13 @@ def test_a_kshot_suite_runs_each_seed_on_its_split_and_adds_the_baselines(tmp_pa
     assert [r.method for r in load_board([tmp_path / "board"]).rows] == methods  # suite.json keeps --baselines
     with pytest.raises(ConfigError, match="kshot"):
         SuiteConfig(kshot=16, shots=[4, 16])
+    # a suite read before every planned run has finished says so, in every format
+    assert suite_progress([tmp_path / "board"]) == (3, 3) and "progress" not in load_board([tmp_path / "board"]).meta
+    (root / "manual" / "seed1" / "result.json").unlink()
+    partial = load_board([tmp_path / "board"])
+    assert suite_progress([tmp_path / "board"]) == (2, 3) and "2 of the 3 planned runs" in partial.meta["progress"]
+    assert "Progress: incomplete: 2 of the 3" in render_markdown(partial)
+    assert "2 of the 3 planned runs" in render_findings(partial) and "2 of the 3 planned" in render_html(partial)
 
 
 def test_leaderboard_command_takes_kshot_and_baselines_and_report_writes_findings(tmp_path, tiny_model_dirs):

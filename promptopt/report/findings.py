@@ -100,6 +100,8 @@ def render_findings(board: Leaderboard) -> str:
     lines += [f"Generated from the leaderboard's {ok:,} finished runs by `promptopt report --format findings`; every "
               "number is a row of the leaderboard (mean over seeds, 95% t-interval over seeds in brackets) or one "
               "of its paired tests.", ""]  # fmt: skip
+    if board.meta.get("progress"):
+        lines += [f"**The suite is {board.meta['progress']}**: what follows may change as the rest finish.", ""]
     for model in board.models:
         outcomes: dict[str, list[str]] = {"soft": [], "hard": [], "tie": []}
         paragraphs = []

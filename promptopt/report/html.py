@@ -272,7 +272,7 @@ def _meta(board: Leaderboard) -> str:
     meta = board.meta
     items = []
     for key, label in (("command", "Command"), ("machine", "Machine"), ("generated", "Generated"),
-                       ("promptopt", "promptopt")):  # fmt: skip
+                       ("promptopt", "promptopt"), ("progress", "Progress")):  # fmt: skip
         if meta.get(key):
             value = f"<code>{esc(meta[key])}</code>" if key == "command" else esc(meta[key])
             items.append(f"<li><b>{label}:</b> {value}</li>")

@@ -73,7 +73,7 @@ def meta_lines(board: Leaderboard) -> list[str]:
     meta = board.meta
     out = []
     for key, label in (("command", "Command"), ("machine", "Machine"), ("generated", "Generated"),
-                       ("promptopt", "promptopt")):  # fmt: skip
+                       ("promptopt", "promptopt"), ("progress", "Progress")):  # fmt: skip
         if meta.get(key):
             value = meta[key]
             out.append(f"- {label}: `{value}`" if key == "command" and "`" not in str(value) else f"- {label}: {md(value)}")

@@ -904,8 +904,33 @@ def load_board(dirs: list[str | Path], title: str | None = None) -> Leaderboard:
         suite = read_json(suite_file)
         meta, suite_title = suite.get("meta") or {}, suite.get("title")
         baselines = bool((suite.get("config") or {}).get("baselines"))
-    return build_leaderboard(collect_runs(list(dirs)), title=title or suite_title or "promptopt leaderboard", meta=meta,
+    runs = collect_runs(list(dirs))
+    progress = suite_progress(dirs)
+    if progress is not None and progress[0] < progress[1]:
+        meta = {**meta, "progress": f"incomplete: {progress[0]} of the {progress[1]} planned runs have finished; "
+                                    "the rows are of those runs only"}  # fmt: skip
+    return build_leaderboard(runs, title=title or suite_title or "promptopt leaderboard", meta=meta,
                              baselines=baselines)  # fmt: skip
+
+
+def suite_progress(dirs: list[str | Path]) -> tuple[int, int] | None:
+    """``(finished, planned)`` runs over the suites among ``dirs`` (folders with a ``suite.json``): planned is
+    models x tasks x training-set sizes x methods x seeds, plus one zero-shot row per task and model where the suite
+    has baselines; finished counts the runs with a ``result.json`` under each suite. None if no DIR is a suite."""
+    finished = planned = 0
+    found = False
+    for d in dirs:
+        suite_file = Path(d) / SUITE_FILE
+        if not suite_file.exists():
+            continue
+        found = True
+        conf = read_json(suite_file).get("config") or {}
+        sizes = [len(v) for v in (conf.get("shots"), conf.get("max_train")) if isinstance(v, list) and v]
+        settings = math.prod(sizes) if sizes else 1
+        per_task = settings * len(conf.get("methods") or []) * len(conf.get("seeds") or []) + bool(conf.get("baselines"))
+        planned += len(conf.get("models") or [None]) * len(conf.get("tasks") or []) * per_task
+        finished += sum(1 for _ in Path(d).rglob("result.json"))
+    return (finished, planned) if found else None
 
 
 def write_reports(board: Leaderboard, directory: str | Path, name: str = "report",
