@@ -179,6 +179,40 @@ def test_shared_prefix_path_gives_the_plain_path_scores(tiny_lms, reviews_task):
     assert used
 
 
+def test_a_differentiated_forward_on_cpu_runs_eager_attention_with_the_same_gradient(tiny_lms, reviews_task):
+    lm = tiny_lms["causal"]
+    scorer = Scorer(lm, reviews_task)
+    if lm.device.type != "cpu" or lm.model.config._attn_implementation != "sdpa":
+        pytest.skip(f"eager attention for training applies to SDPA models on a CPU ({lm.device}, "
+                    f"{lm.model.config._attn_implementation})")  # fmt: skip
+    assert scorer.facts.eager_grad_ok
+    prompt = Prompt.from_template("[P*3]Review: {text}\nSentiment:{answer}")
+    seen = []
+    hook = lm.model.model.layers[0].self_attn.register_forward_pre_hook(
+        lambda m, a: seen.append(m.config._attn_implementation))  # fmt: skip
+
+    def gradient(eager: bool):
+        scorer.facts.eager_grad_ok = eager
+        vectors = {"p0": torch.randn(3, lm.hidden_size, generator=torch.Generator().manual_seed(0)).requires_grad_()}
+        loss = scorer.loss(prompt, examples(), vectors)
+        loss.backward()
+        return loss.detach(), vectors["p0"].grad
+
+    try:
+        (loss_e, grad_e), used_eager = gradient(True), list(seen)
+        seen.clear()
+        (loss_s, grad_s), used_sdpa = gradient(False), list(seen)
+        seen.clear()
+        with torch.no_grad():
+            scorer.class_scores(prompt, examples(), {"p0": torch.zeros(3, lm.hidden_size)})
+    finally:
+        hook.remove()
+        scorer.facts.eager_grad_ok = True
+    assert set(used_eager) == {"eager"} and set(used_sdpa) == {"sdpa"} and set(seen) == {"sdpa"}  # scoring: SDPA
+    assert lm.model.config._attn_implementation == "sdpa"  # restored
+    assert torch.allclose(loss_e, loss_s, atol=1e-6) and torch.allclose(grad_e, grad_s, atol=1e-5)
+
+
 @pytest.mark.parametrize("template", [
     "Answer with the sentiment of the review, positive or negative, as a careful reader would.\n"
     "Review: a fine film\nSentiment: positive\nReview: dull and long\nSentiment: negative\n"

@@ -23,6 +23,7 @@ front of the first field) is computed once per batch and its keys/values are sha
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
@@ -93,6 +94,10 @@ class _ModelFacts:
     #: a right-padded causal batch scores the same without its attention mask (pads come after every real token),
     #: so attention runs as plain causal attention (the fused kernels) instead of with a padding mask
     maskless_ok: bool = False
+    #: on a CPU, a forward that will be differentiated runs with transformers' eager attention instead of SDPA
+    #: where both give the same logits: torch's fused CPU attention backward costs several times its forward
+    #: (in bf16 it took a quarter of a soft-prompt step on SmolLM2-135M; benchmarks/bench_soft_step.py)
+    eager_grad_ok: bool = False
     checked: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -190,6 +195,16 @@ class Scorer:
                     facts.maskless_ok = torch.allclose(ref[real].float(), got[real].float(), **tol)
                 except Exception as e:
                     facts.notes.append(f"attention without a padding mask unavailable: {e}")
+            if self.lm.device.type == "cpu" and getattr(model.config, "_attn_implementation", None) == "sdpa":
+                try:
+                    with _attention(model, "eager"):
+                        eager = model(input_ids=ids, attention_mask=mask, **at).logits.float()
+                    real = mask.bool()  # (padded rows are garbage either way); the two round differently in bf16,
+                    # so the test is on the largest difference against the largest logit, not element by element
+                    err, scale = (eager[real] - full[real]).abs().max(), full[real].abs().max()
+                    facts.eager_grad_ok = bool(err <= tol["atol"] + tol["rtol"] * scale)
+                except Exception as e:
+                    facts.notes.append(f"eager attention for training unavailable: {e}")
             if self.lm.kind == ModelKind.CAUSAL and facts.head is not None and facts.cache_arg is not None:
                 try:
                     ref = self._hidden_plain(_rows(ids, mask), None)
@@ -217,6 +232,9 @@ class Scorer:
         if cache is not None:
             kwargs[self.facts.cache_arg] = cache
             kwargs["use_cache"] = True
+        if self.facts.eager_grad_ok and torch.is_grad_enabled():  # the backward follows the forward's kernels
+            with _attention(self.lm.model, "eager"):
+                return self.facts.base(**kwargs)
         return self.facts.base(**kwargs)
 
     def _mask(self, batch: Batch) -> torch.Tensor | None:
@@ -679,6 +697,24 @@ def _gather(states: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
     """``states[b, read[b, r]]`` for every b, r: ``(B, R, H)``."""
     index = read.unsqueeze(-1).expand(-1, -1, states.shape[-1])
     return states.gather(1, index)
+
+
+@contextlib.contextmanager
+def _attention(model: torch.nn.Module, implementation: str):
+    """Run ``model`` with another of transformers' attention implementations (read from the config at every
+    forward), restored afterwards."""
+    configs = getattr(model, "_promptopt_attention_configs", None)
+    if configs is None:
+        configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None), "_attn_implementation")}
+        model._promptopt_attention_configs = configs
+    before = {k: c._attn_implementation for k, c in configs.items()}
+    try:
+        for c in configs.values():
+            c._attn_implementation = implementation
+        yield
+    finally:
+        for k, c in configs.items():
+            c._attn_implementation = before[k]
 
 
 def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[Encoded]:
