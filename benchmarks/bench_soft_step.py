@@ -12,6 +12,9 @@ gradient to norm 1 and take an AdamW step on the 20 prompt vectors only.
   is used (logits at every position), loss from the last position's logits.
 * ``peft-last-logit`` (with ``--peft-last-logit``): PEFT's forward with ``logits_to_keep=1``, a stronger peer.
 
+On a CPU both sides run transformers' eager attention for these differentiated forwards (torch's fused CPU
+attention backward is slower; ``--peer-attention sdpa`` times PEFT with the model's SDPA instead).
+
 Repetitions alternate between the variants (same process, same warm model), after one warm-up step each; the
 median step time of each and the ratio PEFT / promptopt are printed and written as JSON. Peak memory is the peak
 resident set size (``VmHWM`` from ``/proc/self/status``) of a fresh process per variant that loads the model and
@@ -74,6 +77,7 @@ class Setup:
         from promptopt.plugins import get_task
         from promptopt.data.prompt import Prompt
 
+        self.args = args
         self.lm = lm = load_model(args.model, device=args.device, dtype=args.dtype)
         self.task = get_task("tiny-reviews")  # labels negative/positive, label words " negative"/" positive"
         self.examples = make_batch(lm, args.batch_size, args.length)
@@ -113,7 +117,8 @@ class Setup:
         else:
             model, params, optimizer = self.peft_model()
             kwargs = {"logits_to_keep": 1} if name == "peft-last-logit" else {}
-            logits = model(input_ids=self.ids, attention_mask=self.mask, **kwargs).logits[:, -1].float()
+            with peer_attention(self.lm, self.args):
+                logits = model(input_ids=self.ids, attention_mask=self.mask, **kwargs).logits[:, -1].float()
             scores = torch.log_softmax(logits, dim=-1)[:, self.label_ids]
             loss = torch.nn.functional.cross_entropy(scores, self.targets)
             loss.backward()
@@ -151,6 +156,19 @@ def step_flops(lm, variant: str, batch: int, length: int, virtual: int) -> float
     attention = 4 * layers * hidden * batch * length * (virtual + length)  # q.k and p.v, every query row
     forward = 2 * body * own + 2 * vocab * hidden * head + attention
     return 2 * forward  # the input-gradient backward costs what the forward does
+
+
+def peer_attention(lm, args):
+    """The attention implementation PEFT's forward runs with (``--peer-attention``): the faster one on this device
+    unless told otherwise, so that the peer is timed at its strongest."""
+    import contextlib
+
+    from promptopt.engine.scoring import _attention
+
+    choice = getattr(args, "peer_attention", "auto")
+    if choice == "auto":
+        choice = "eager" if lm.device.type == "cpu" else None
+    return _attention(lm.model, choice) if choice else contextlib.nullcontext()
 
 
 def _rss_kib(field):
@@ -223,10 +241,12 @@ def task_mode(args):
         last = enc["attention_mask"].sum(-1) - 1 + args.virtual
         if last_only:  # logits only at the positions some row reads (few, in a length-grouped batch)
             keep, where = torch.unique(last, return_inverse=True)
-            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], logits_to_keep=keep).logits
+            with peer_attention(lm, args):
+                logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], logits_to_keep=keep).logits
             picked = logits[torch.arange(len(batch)), where]
         else:
-            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            with peer_attention(lm, args):
+                logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
             picked = logits[torch.arange(len(batch)), last]
         scores = torch.log_softmax(picked.float(), dim=-1)[:, answer_ids]
         targets = torch.tensor([task.labels.index(ex.label) for ex in batch], device=lm.device)
@@ -263,6 +283,7 @@ def task_mode(args):
     tokens = {"promptopt": sum(max(lengths[i] for i in stream.batch(k)) * bs for k in range(args.steps)),
               "peft": sum(max(lengths[k * bs:(k + 1) * bs]) * bs for k in range(args.steps))}  # its batches are slices
     result = {"model": lm.name, "task": task.name, "template": prompt.text(), "device": str(lm.device),
+              "peer_attention": args.peer_attention,
               "threads": torch.get_num_threads(), "batch_size": args.batch_size, "steps": args.steps,
               "virtual_tokens": args.virtual, "first_loss": {"promptopt": a, "peft": b}, "step_seconds": times,
               "seconds_per_step": {n: t / args.steps for n, t in total.items()}, "padded_positions": tokens,
@@ -289,6 +310,8 @@ def main():
     ap.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     ap.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: promptopt's: bf16 on a GPU or a CPU with native bf16)")
     ap.add_argument("--peft-last-logit", action="store_true", help="also time PEFT with logits_to_keep=1")
+    ap.add_argument("--peer-attention", choices=["auto", "sdpa", "eager"], default="auto",
+                    help="PEFT's attention: auto = eager on a CPU (its faster backward there, the choice promptopt's engine makes for a differentiated forward), else the model's own")
     ap.add_argument("--peak-n", type=int, default=2048, help="size of the matrix multiply that measures the peak")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     ap.add_argument("--memory-only", default=None, help=argparse.SUPPRESS)
@@ -329,6 +352,7 @@ def main():
             memory[name] = json.loads(out.stdout.strip().splitlines()[-1])
     result = {
         "model": setup.lm.name, "device": str(setup.lm.device), "threads": torch.get_num_threads(),
+        "peer_attention": args.peer_attention,
         "batch_size": args.batch_size, "input_tokens": args.length, "virtual_tokens": args.virtual,
         "repeats": args.repeats, "first_loss": first, "step_seconds": times, "median_seconds": median,
         "ratio_peft_over_promptopt": median["peft"] / median["promptopt"],

@@ -1,5 +1,6 @@
 """Multiple-choice tasks: per-example choices from a field, scored as continuations under every scoring rule."""
 
+import dataclasses
 import json
 
 import pytest
@@ -44,6 +45,26 @@ def test_choice_scores_are_the_log_likelihoods_of_each_examples_choices(tiny_lms
     norm = Scorer(lm, choice_task).choice_scores(Prompt.from_template(PROMPT), examples)  # the spec says norm_char
     chars = torch.tensor([[len(" " + c) for c in ex.choices] for ex in examples], dtype=torch.float32)
     torch.testing.assert_close(norm, want / chars, atol=1e-5, rtol=0)
+
+
+def test_choices_that_differ_only_in_their_last_token_share_one_forward_row(tiny_lms, choice_task):
+    lm = tiny_lms["causal"]
+    scorer = Scorer(lm, choice_task, scoring="loglik")
+    prompt = Prompt.from_template(PROMPT)
+    single = [w for w in ("A", "B", "C", "D", "yes", "no", "the", "a") if len(scorer.encoder.answer_ids(prompt, w)) == 1][:3]
+    if len(single) < 3:
+        pytest.skip(f"the tiny tokenizer has fewer than 3 one-token words among the candidates: {single}")
+    examples = [dataclasses.replace(ex, choices=single) for ex in choice_task.load_split("dev")[:4]]
+    rows = []
+    hook = scorer.facts.head.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    try:
+        got = scorer.choice_scores(prompt, examples)
+    finally:
+        hook.remove()
+    assert sum(rows) == len(examples)  # one row per example, not one per (example, choice)
+    want = torch.tensor([[direct(lm, f"Question: {ex.inputs['question']}\nAnswer:", " " + c) for c in ex.choices]
+                         for ex in examples])  # fmt: skip
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["causal", "masked"])

@@ -267,6 +267,24 @@ class Scorer:
             hidden = self._hidden_plain(encs, table)
         return facts.head(hidden).float()
 
+    def _distinct_logits_at(self, encs: list[Encoded], table) -> torch.Tensor:
+        """:meth:`_logits_at`, each distinct input computed once: for a causal LM, what a row reads depends only on
+        its tokens up to its last read position, so choices that differ only in their last token (every one-token
+        choice of an example) share one forward row, as lm-evaluation-harness's request grouping does."""
+        if self.lm.kind != ModelKind.CAUSAL:
+            return self._logits_at(encs, table)
+        keys, unique, where = {}, [], []
+        for e in encs:
+            end = max(e.read) + 1
+            key = (tuple(e.ids[:end]), tuple(e.vectors), tuple(e.read))
+            if key not in keys:
+                keys[key] = len(unique)
+                unique.append(Encoded(ids=e.ids[:end], vectors=[(p, r) for p, r in e.vectors if p < end], read=e.read,
+                                      truncated=e.truncated))  # fmt: skip
+            where.append(keys[key])
+        logits = self._logits_at(unique, table)
+        return logits if len(unique) == len(encs) else logits[torch.tensor(where, device=logits.device)]
+
     def _seq2seq_logits_at(self, encs: list[Encoded], table) -> torch.Tensor:
         """Encoder-decoder: the prompt (vectors and triggers included) is the encoder's input; the logits are the
         decoder's at the read positions of its input (start token, then the answer's tokens but the last)."""
@@ -394,7 +412,7 @@ class Scorer:
                 encs = [self.encoder.encode(prompt, examples[i].inputs, layout, continuation=ids) for i, _, ids, _ in group]
             else:
                 encs = [self.encoder.encode(prompt, examples[i].inputs, layout, answer_len=m) for i, _, _, _ in group]
-            logp = torch.log_softmax(self._logits_at(encs, layout.table), dim=-1)
+            logp = torch.log_softmax(self._distinct_logits_at(encs, layout.table), dim=-1)
             target = torch.tensor([ids for _, _, ids, _ in group], device=logp.device)
             total = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1).sum(-1)
             if self.scoring == ScoringRule.NORM_TOKEN:

@@ -1,0 +1,107 @@
+"""The README's performance tables, rendered from the JSON that ``benchmarks/run_cpu.sh`` writes (default
+``runs/bench``), so that no figure is copied by hand. Missing benchmarks are left out.
+
+    python scripts/perf_table.py runs/bench > runs/bench/tables.md
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+
+def load(root: Path, name: str) -> dict | None:
+    path = root / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def evaluation(root: Path) -> list[str]:
+    rows = [("short template, SST-2 dev", "lm_eval_sst2_float32"), ("short template, SST-2 dev", "lm_eval_sst2_bfloat16"),
+            ("~200-token instruction in front", "lm_eval_sst2_instruction_bfloat16"),
+            ("4 demonstrations in front", "lm_eval_sst2_demos_bfloat16")]  # fmt: skip
+    out = ["| workload | n | dtype | promptopt ex/s (batch) | lm-eval ex/s (batch) | ratio | FLOP bound | agreement |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for label, name in rows:
+        r = load(root, name)
+        if r is None:
+            continue
+        fb = r.get("flop_bound") or {}
+        block = f" ({r['prefix_tokens']} tokens)" if r.get("prefix_tokens") else ""
+        agree = (f"accuracy {100 * r['ours_accuracy']:.2f} vs {100 * r['peer_accuracy']:.2f}, "
+                 f"{r['predictions_differing']} predictions differ; float32 check "
+                 f"{r['float32_check']['max_abs_loglik_difference']:.1e} on {r['float32_check']['examples']}")  # fmt: skip
+        out.append(f"| {label}{block} | {r['n']} | {r['dtype']} | {r['ours_examples_per_s']:.1f} ({r['batch_size']}) | "
+                   f"{r['peer_examples_per_s']:.1f} ({r['peer_batch_size']}) | **{r['ratio']:.2f}x** | "
+                   f"{fb.get('ratio_bound', float('nan')):.2f}x | {agree} |")
+    d = (load(root, "lm_eval_sst2_bfloat16") or {}).get("defaults")
+    if d:
+        out.append(f"| defaults a user gets, short template, SST-2 dev | {load(root, 'lm_eval_sst2_bfloat16')['n']} | "
+                   f"ours {d['ours']['dtype']}, lm-eval {d['peer']['dtype']} | {d['ours']['examples_per_s']:.1f} "
+                   f"({d['ours']['batch_size']}) | {d['peer']['examples_per_s']:.1f} ({d['peer']['batch_size']}) | "
+                   f"**{d['ratio']:.2f}x** | | |")  # fmt: skip
+    r = load(root, "demos_shared_bfloat16")
+    if r:
+        out += ["", "| workload | n | dtype | shared prefix ex/s | same prompt, no reuse ex/s | ratio | positions computed | agreement |",
+                "|---|---|---|---|---|---|---|---|",
+                f"| {r['demonstrations']} demonstrations ({r['block_tokens']} tokens), SST-2 dev | {r['examples']} | "
+                f"{r['dtype'].replace('torch.', '')} | {r['examples_per_second']['shared']:.1f} | "
+                f"{r['examples_per_second']['plain']:.1f} | **{r['ratio_shared_over_plain']:.2f}x** | "
+                f"{r['forward_positions']['shared']:,} vs {r['forward_positions']['plain']:,} | max difference "
+                f"{r['max_abs_score_difference']:.1e}, same predictions: {r['same_predictions']} |"]  # fmt: skip
+    return out
+
+
+def training(root: Path) -> list[str]:
+    out = ["| shape | dtype | promptopt s/step | PEFT `logits_to_keep=1` | ratio (FLOP bound) | PEFT default | ratio (FLOP bound) | promptopt % of matmul peak |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in ("soft_step_bfloat16", "soft_step_float32"):
+        r = load(root, name)
+        if r is None:
+            continue
+        m, fb = r["median_seconds"], r["flop_bound"]
+        bound = fb["ratio_bound_peft_over_promptopt"]
+        out.append(f"| batch {r['batch_size']} x {r['input_tokens']} + {r['virtual_tokens']} vectors | "
+                   f"{fb['dtype'].replace('torch.', '')} | {m['promptopt']:.2f} | {m['peft-last-logit']:.2f} | "
+                   f"**{r['ratio_peft_last_logit_over_promptopt']:.2f}x** ({bound['peft-last-logit']:.2f}x) | "
+                   f"{m['peft']:.2f} | **{r['ratio_peft_over_promptopt']:.2f}x** ({bound['peft']:.2f}x) | "
+                   f"{100 * fb['fraction_of_peak']['promptopt']:.0f}% of {fb['matmul_peak_flops'] / 1e9:.0f} GFLOP/s |")  # fmt: skip
+    r = load(root, "soft_task_bfloat16")
+    if r:
+        s, pos = r["seconds_per_step"], r["padded_positions"]
+        last = r.get("ratio_peft_last_logit_same_batches_over_promptopt")
+        out.append(f"| real SST-2 batches ({r['steps']} steps of {r['batch_size']}; PEFT as used: shuffled, padded to "
+                   f"the longest; {pos['promptopt']:,} vs {pos['peft']:,} positions) | bfloat16 | {s['promptopt']:.2f} | "
+                   f"{s.get('peft-last-logit', float('nan')):.2f} (on our batches) | **{last or float('nan'):.2f}x** | "
+                   f"{s['peft']:.2f} | **{r['ratio_peft_over_promptopt']:.2f}x** | |")  # fmt: skip
+    return out
+
+
+def time_to_accuracy(root: Path) -> list[str]:
+    run = root / "tta_soft_sst2"
+    if not (run / "result.json").exists():
+        return []
+    r = json.loads((run / "result.json").read_text())
+    log = (root / "tta_soft_sst2.log").read_text()
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", log)
+    steps = (r.get("config") or {}).get("train", {}).get("steps")
+    ev = r["metrics"]["eval"]
+    return [f"`promptopt run -m soft --task sst2 --eval-split dev` (the defaults: {steps} steps, dtype "
+            f"{(r.get('config') or {}).get('dtype') or 'default'}): **{100 * ev['accuracy']:.2f}%** on the {ev['n']} "
+            f"dev examples (selection {100 * (r.get('select_metrics') or {}).get('accuracy', float('nan')):.1f}% on "
+            f"the train holdout), wall time **{wall.group(1) if wall else '?'}** for the whole command "
+            f"(optimise {r['train_seconds']:.0f} s, evaluate {r['eval_seconds']:.0f} s)."]  # fmt: skip
+
+
+def main(root: str) -> None:
+    root = Path(root)
+    for title, lines in (("Evaluation", evaluation(root)), ("Training step", training(root)),
+                         ("Time to accuracy", time_to_accuracy(root))):  # fmt: skip
+        if lines:
+            print(f"**{title}**\n")
+            print("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/bench")
