@@ -232,7 +232,9 @@ class Scorer:
         if cache is not None:
             kwargs[self.facts.cache_arg] = cache
             kwargs["use_cache"] = True
-        if self.facts.eager_grad_ok and torch.is_grad_enabled():  # the backward follows the forward's kernels
+        # the backward follows the forward's kernels; checkpointed layers rerun their forward in the backward pass,
+        # outside this call, so they keep the model's own attention
+        if self.facts.eager_grad_ok and torch.is_grad_enabled() and not self.lm.gradient_checkpointing:
             with _attention(self.lm.model, "eager"):
                 return self.facts.base(**kwargs)
         return self.facts.base(**kwargs)
