@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 import sys
 from pathlib import Path
+
+from promptopt.report.stats import mcnemar_exact, t_interval
 
 
 def rows(root: Path):
@@ -35,9 +36,7 @@ def mcnemar(a: dict[str, bool], b: dict[str, bool]) -> tuple[int, int, float]:
     common = sorted(set(a) & set(b))
     only_a = sum(a[i] and not b[i] for i in common)
     only_b = sum(b[i] and not a[i] for i in common)
-    n, k = only_a + only_b, min(only_a, only_b)
-    p = min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2**n) if n else 1.0
-    return only_a, only_b, p
+    return only_a, only_b, mcnemar_exact(only_a, only_b)
 
 
 def main(root: str) -> None:
@@ -64,10 +63,6 @@ def main(root: str) -> None:
     draws(table)
 
 
-#: two-sided 95% t quantiles by degrees of freedom
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
 def draws(table) -> None:
     """Runs repeated at other seeds (NAME-sN beside NAME, seed 0): mean and 95% t-interval over the draws."""
     groups: dict[str, list] = {}
@@ -81,8 +76,8 @@ def draws(table) -> None:
     print("|---|---|---|---|")
     for name, runs in sorted(repeated.items()):
         accs = [100 * t["eval"] for t in runs]
-        half = T95.get(len(accs) - 1, 2.0) * statistics.stdev(accs) / math.sqrt(len(accs))
-        print(f"| {name} | {len(accs)} | {', '.join(f'{a:.1f}' for a in accs)} | {statistics.mean(accs):.1f} ± {half:.1f} |")
+        low, high = t_interval(accs)
+        print(f"| {name} | {len(accs)} | {', '.join(f'{a:.1f}' for a in accs)} | {(low + high) / 2:.1f} ± {(high - low) / 2:.1f} |")
 
 
 if __name__ == "__main__":

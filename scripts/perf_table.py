@@ -61,6 +61,19 @@ def _fastest_peer(runs: list[dict], variant: str, seconds_key: str) -> tuple[flo
     return peer, ours, peer / ours, best.get("peer_attention", "sdpa").replace("auto", "eager")
 
 
+def _peer_cells(runs: list[dict], seconds_key: str, bounds: dict | None = None) -> str:
+    """The row cells from ours to PEFT default's ratio: ours, then each PEFT variant at its fastest with the ratio
+    (and its FLOP bound, when ``bounds`` are given)."""
+    cells, ours = [], []
+    for variant in ("peft-last-logit", "peft"):
+        peer, own, ratio, attention = _fastest_peer(runs, variant, seconds_key)
+        ours.append(own)
+        bound = f" ({bounds[variant]:.2f}x)" if bounds else ""
+        cells.append(f"{peer:.2f} ({attention}) | **{ratio:.2f}x**{bound}")
+    mine = f"{ours[0]:.2f}" if ours[0] == ours[1] else f"{ours[0]:.2f} / {ours[1]:.2f}"
+    return " | ".join([mine, *cells])
+
+
 def training(root: Path) -> list[str]:
     out = ["| shape | dtype | promptopt s/step | PEFT `logits_to_keep=1` s/step (attention) | ratio (FLOP bound) | PEFT default s/step (attention) | ratio (FLOP bound) | promptopt % of matmul peak |",
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -68,26 +81,17 @@ def training(root: Path) -> list[str]:
         runs = [r for r in (load(root, f"soft_step_{dtype}"), load(root, f"soft_step_{dtype}_peer_sdpa")) if r]
         if not runs:
             continue
-        r = runs[0]
-        fb = r["flop_bound"]
-        bound = fb["ratio_bound_peft_over_promptopt"]
-        keep, ours_k, ratio_k, attn_k = _fastest_peer(runs, "peft-last-logit", "median_seconds")
-        full, ours_f, ratio_f, attn_f = _fastest_peer(runs, "peft", "median_seconds")
-        ours = f"{ours_k:.2f}" if ours_k == ours_f else f"{ours_k:.2f} / {ours_f:.2f}"
+        r, fb = runs[0], runs[0]["flop_bound"]
         out.append(f"| batch {r['batch_size']} x {r['input_tokens']} + {r['virtual_tokens']} vectors | {dtype} | "
-                   f"{ours} | {keep:.2f} ({attn_k}) | **{ratio_k:.2f}x** ({bound['peft-last-logit']:.2f}x) | "
-                   f"{full:.2f} ({attn_f}) | **{ratio_f:.2f}x** ({bound['peft']:.2f}x) | "
+                   f"{_peer_cells(runs, 'median_seconds', fb['ratio_bound_peft_over_promptopt'])} | "
                    f"{100 * fb['fraction_of_peak']['promptopt']:.0f}% of {fb['matmul_peak_flops'] / 1e9:.0f} GFLOP/s |")  # fmt: skip
     runs = [r for r in (load(root, "soft_task_bfloat16"), load(root, "soft_task_bfloat16_peer_sdpa")) if r]
     if runs:
         pos = runs[0]["padded_positions"]
-        keep, ours_k, ratio_k, attn_k = _fastest_peer(runs, "peft-last-logit", "seconds_per_step")
-        full, ours_f, ratio_f, attn_f = _fastest_peer(runs, "peft", "seconds_per_step")
-        ours = f"{ours_k:.2f}" if ours_k == ours_f else f"{ours_k:.2f} / {ours_f:.2f}"
         out.append(f"| real SST-2 batches ({runs[0]['steps']} steps of {runs[0]['batch_size']}; PEFT default as used: "
                    f"shuffled, padded to the longest, {pos['peft']:,} positions against our {pos['promptopt']:,}; "
-                   f"`logits_to_keep` on our length-grouped batches) | bfloat16 | {ours} | {keep:.2f} ({attn_k}) | "
-                   f"**{ratio_k:.2f}x** | {full:.2f} ({attn_f}) | **{ratio_f:.2f}x** | |")  # fmt: skip
+                   f"`logits_to_keep` on our length-grouped batches) | bfloat16 | "
+                   f"{_peer_cells(runs, 'seconds_per_step')} | |")  # fmt: skip
     return out
 
 
