@@ -230,6 +230,19 @@ def test_a_kshot_suite_runs_each_seed_on_its_split_and_adds_the_baselines(tmp_pa
     assert "2 of the 3 planned runs" in render_findings(partial) and "2 of the 3 planned" in render_html(partial)
 
 
+def test_a_suite_built_a_task_at_a_time_plans_and_reports_every_task(tmp_path, causal):
+    specs = [write_kshot_task(tmp_path / name) for name in ("a", "b")]
+    specs[1].write_text(specs[1].read_text().replace('name = "reviews-kshot"', 'name = "reviews-b"'))
+    for spec in specs:  # as scripts/leaderboard_lmbff.sh does: one command per task, into the same suite
+        config = SuiteConfig(methods=["manual"], tasks=[str(spec)], seeds=[0], models=["tiny"],
+                             output=str(tmp_path / "board"), run=RunOptions(max_eval=8, device="cpu", progress=False),
+                             kshot=2, baselines=True, inspect=False)  # fmt: skip
+        run_suite(config, load=causal)
+    assert read_json(tmp_path / "board" / "suite.json")["config"]["tasks"] == ["reviews-kshot", "reviews-b"]
+    assert suite_progress([tmp_path / "board"]) == (4, 4)
+    assert {r.task for r in load_board([tmp_path / "board"]).rows} == {"reviews-kshot", "reviews-b"}
+
+
 def test_leaderboard_command_takes_kshot_and_baselines_and_report_writes_findings(tmp_path, tiny_model_dirs):
     spec = write_kshot_task(tmp_path)
     out = tmp_path / "board"

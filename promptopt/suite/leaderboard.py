@@ -457,15 +457,26 @@ def _write_suite(root: Path, config: SuiteConfig, methods: list[str], tasks: lis
             "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "promptopt": _version(), "settings": _settings(config), **{k: v for k, v in config.meta.items()
                                                                         if k != "command"}}  # fmt: skip
+    grown = _grown(root, {"methods": methods, "tasks": [t.name for t in tasks], "seeds": config.seeds,
+                          "models": [model_label(m) for m in config.models]})  # fmt: skip
     write_json(root / SUITE_FILE, {
         "schema": SUITE_SCHEMA, "schema_version": SUITE_SCHEMA_VERSION, "title": config.title, "meta": meta,
-        "config": {"methods": methods, "tasks": [t.name for t in tasks], "seeds": config.seeds,
-                   "models": [model_label(m) for m in config.models], "collect": config.collect,
+        "config": {**grown, "collect": config.collect,
                    "shots": config.shots or config.run.shots, "max_train": config.max_train or config.run.max_train,
                    "same_template": config.same_template, "kshot": config.kshot, "baselines": config.baselines},
         "entries": [dataclasses.asdict(e) for e in entries],
     })  # fmt: skip
     return meta
+
+
+def _grown(root: Path, now: dict[str, list]) -> dict[str, list]:
+    """The suite's methods, tasks, seeds and models: those recorded in its ``suite.json`` so far and then the new
+    ones, so that a suite built up by several commands (a task at a time, say) plans and reports all of them."""
+    try:
+        before = read_json(root / SUITE_FILE).get("config") or {}
+    except (OSError, json.JSONDecodeError):
+        return now
+    return {k: list(dict.fromkeys([*(before.get(k) or []), *v])) for k, v in now.items()}
 
 
 def _check_same_settings(root: Path, config: SuiteConfig) -> None:
