@@ -219,6 +219,9 @@ def test_a_kshot_suite_runs_each_seed_on_its_split_and_adds_the_baselines(tmp_pa
     assert sorted(methods) == sorted(["manual", ZERO_SHOT, MAJORITY])
     assert {r.method: r.kind for r in result.board.rows}["manual"] == "hard"
     assert [r.method for r in load_board([tmp_path / "board"]).rows] == methods  # suite.json keeps --baselines
+    # the report's own majority rows are not counted as runs
+    assert "from the leaderboard's 3 finished runs" in render_findings(result.board)
+    assert "summed over 3 finished runs" in render_markdown(result.board)
     with pytest.raises(ConfigError, match="kshot"):
         SuiteConfig(kshot=16, shots=[4, 16])
     # a suite read before every planned run has finished says so, in every format

@@ -96,7 +96,7 @@ def render_findings(board: Leaderboard) -> str:
     task (best soft against best hard prompt with the paired test, adapters, baselines), the data-efficiency
     curves, and where the numbers come from."""
     lines = [f"# Findings: {board.title}", ""]
-    ok = sum(r.status == "ok" for r in board.runs)
+    ok = len(board.finished)
     lines += [f"Generated from the leaderboard's {ok:,} finished runs by `promptopt report --format findings`; every "
               "number is a row of the leaderboard (mean over seeds, 95% t-interval over seeds in brackets) or one "
               "of its paired tests.", ""]  # fmt: skip

@@ -214,10 +214,14 @@ class Leaderboard:
         return [r for r in self.runs if r.status != "ok"]
 
     @property
+    def finished(self) -> list[RunEntry]:
+        """The runs that ran and finished (not the report's own :data:`MAJORITY` rows)."""
+        return [r for r in self.runs if r.status == "ok" and r.method != MAJORITY]
+
+    @property
     def seconds(self) -> tuple[float, float]:
         """Optimisation and evaluation time summed over the finished runs (as each run measured them)."""
-        ok = [r for r in self.runs if r.status == "ok"]
-        return sum(r.train_seconds for r in ok), sum(r.eval_seconds for r in ok)
+        return sum(r.train_seconds for r in self.finished), sum(r.eval_seconds for r in self.finished)
 
     def rows_of(self, model: str, task: str) -> list[Row]:
         return [r for r in self.rows if r.model == model and r.task == task]
