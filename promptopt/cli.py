@@ -98,6 +98,7 @@ def methods(as_json):
     rows = []
     for name, (cls, plugin) in sorted(found.items()):
         rows.append({"method": name, "plugin": plugin, "description": cls.description,
+                     "train_defaults": dict(cls.train_defaults),
                      "options": [{"name": n, "type": t, "default": d, "help": h}
                                  for n, t, d, h in cfg.field_help(cls.config_class)]})  # fmt: skip
     if as_json:
@@ -105,6 +106,9 @@ def methods(as_json):
         return
     for row in rows:
         click.echo(f"{row['method']}  (plugin: {row['plugin']})\n    {row['description']}")
+        if row["train_defaults"]:
+            flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in row["train_defaults"].items())
+            click.echo(f"    training defaults (a run's own flags win): {flags}")
         for opt in row["options"]:
             click.echo(f"    -o {opt['name']}=<{opt['type']}>  {opt['help']} (default {opt['default']!r})")
 

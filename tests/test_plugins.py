@@ -179,3 +179,28 @@ def test_optimize_result_of_a_method_is_what_gets_scored(tiny_model_dirs, tmp_pa
                            model=str(tiny_model_dirs["masked"]), max_eval=5, output=str(tmp_path / "r"),
                            progress=False, pm=pm)  # fmt: skip
     assert result.prompt_text == "{text} Verdict:{answer}" and result.metrics["eval"]["n"] == 5
+
+
+def test_a_method_s_training_defaults_apply_unless_the_run_sets_them(tiny_model_dirs, tmp_path):
+    seen = []
+
+    class Quick(PromptOptimizer):
+        name = "quick"
+        train_defaults = {"steps": 7, "lr": 0.5}
+
+        def optimize(self, run):
+            seen.append((run.train_config.steps, run.train_config.lr, run.train_config.batch_size))
+            return OptimizeResult(prompt=promptopt.Prompt.from_template("{text} Verdict:{answer}"))
+
+    class QuickPlugin:
+        @promptopt.hookimpl
+        def register_optimizers(self, register):
+            register(Quick)
+
+    pm = make_plugin_manager(extra_plugins=[QuickPlugin()])
+    args = dict(method="quick", task=str(REPO / "datasets/tiny_reviews/task.toml"), model=str(tiny_model_dirs["masked"]),
+                max_eval=5, progress=False, pm=pm)  # fmt: skip
+    promptopt.run(output=str(tmp_path / "a"), **args)
+    promptopt.run(output=str(tmp_path / "b"), train={"steps": 3}, **args)
+    assert seen == [(7, 0.5, 16), (3, 0.5, 16)]  # the run's own --steps wins; the rest stay the loop's defaults
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["train"]["steps"] == 7  # provenance

@@ -140,6 +140,9 @@ class PromptOptimizer:
     config_class: ClassVar[type] = NoConfig
     #: whether the method optimises on the train split (the manual method only selects)
     needs_training_data: ClassVar[bool] = False
+    #: training-loop settings (:class:`~promptopt.engine.train.TrainConfig` fields) the method runs with unless the
+    #: run sets them itself, e.g. ``{"steps": 500}``; measured choices, stated by ``promptopt methods``
+    train_defaults: ClassVar[dict] = {}
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.config_class()

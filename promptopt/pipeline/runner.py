@@ -185,7 +185,7 @@ def run(opts: RunOptions | None = None, lm: LoadedModel | None = None, pm=None, 
     pm = pm or get_plugin_manager()
     optimizer_cls = get_optimizer(opts.method, pm)
     method_config = cfg.build(optimizer_cls.config_class, opts.method_options)
-    train_config = cfg.build(TrainConfig, opts.train)
+    train_config = cfg.build(TrainConfig, {**optimizer_cls.train_defaults, **opts.train})
     task = get_task(opts.task, pm)
     if opts.kshot is not None:
         task = task.with_kshot(*parse_kshot(opts.kshot))
