@@ -17,7 +17,7 @@ P=${PROMPTOPT:-.venv/bin/promptopt}
 PY=${PYTHON:-.venv/bin/python}
 DATA=${DATA:-../shared/datasets/sst2}
 OUT=${OUT:-runs/tune}
-SETTINGS=${SETTINGS-s300 s500 s800 s500-lr1e-2}
+SETTINGS=${SETTINGS-s300 s500 s800 s600 s500_lr0.01}
 [ -f "$DATA/train.tsv" ] || { echo "no SST-2 train split under $DATA" >&2; exit 2; }
 mkdir -p "$OUT/proxy"
 if [ ! -s "$OUT/proxy/task.toml" ]; then
@@ -43,7 +43,7 @@ fi
 for setting in $SETTINGS; do
     grep -q "^$setting	" "$OUT/summary.tsv" && { echo "done already: $setting"; continue; }
     args=()
-    for part in ${setting//-/ }; do
+    for part in ${setting//_/ }; do
         case $part in
             s*) args+=(--steps "${part#s}") ;;
             lr*) args+=(--lr "${part#lr}") ;;
