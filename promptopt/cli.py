@@ -248,10 +248,12 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--title", default="promptopt leaderboard", show_default=True, help="Report title.")
 @click.option("--note", "notes", multiple=True, help="A line for the report's header, e.g. the budget (repeatable).")
 @click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
+@click.option("--quick-inspect", is_flag=True, help="Inspect trained prompts by nearest tokens and the projection's "
+              "score only (no ablation, logit lens, distillation or self-description).")
 @click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
 @_train_options
 def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots, same_template, kshot, baselines,
-                options, title, notes, no_inspect, progress, **kwargs):  # fmt: skip
+                options, title, notes, no_inspect, quick_inspect, progress, **kwargs):  # fmt: skip
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
@@ -266,8 +268,9 @@ def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots
     config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds, listed=kshot is not None),
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,
                          run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),
-                         inspect=not no_inspect, title=title, shots=parse_sizes(shots, "--shots"),
-                         max_train=parse_sizes(max_train, "--max-train"), same_template=same_template, kshot=kshot,
+                         inspect=not no_inspect, quick_inspect=quick_inspect, title=title,
+                         shots=parse_sizes(shots, "--shots"), max_train=parse_sizes(max_train, "--max-train"),
+                         same_template=same_template, kshot=kshot,
                          baselines=baselines,
                          meta={"command": _command_line(click.get_current_context()), "notes": list(notes)})  # fmt: skip
 

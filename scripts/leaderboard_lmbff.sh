@@ -42,7 +42,10 @@ EFFICIENCY_METHODS=demos,soft,ptuning,prefix,lora
 declare -A LR=([prefix]=1e-2 [lora]=1e-3 [finetune]=3e-5)
 SCHEDULE=(--steps 1000 --batch-size 8)
 EVAL=()
-INSPECT=()
+# trained prompts inspected by nearest tokens and the projection's score on the selection split (the full inspection,
+# with ablation, logit lens, distillation and self-description, took about 4 minutes per soft run on a 2-core CPU:
+# more than the run; `promptopt inspect RUN_DIR` does it for any run afterwards)
+INSPECT=(--quick-inspect)
 out=${LMBFF_DIR:-runs/lmbff}
 docs=docs
 if [ "${LMBFF_TINY:-0}" = 1 ]; then
@@ -89,6 +92,7 @@ for group in default "${!LR[@]}"; do
             --note "Protocol: LM-BFF's k-shot splits 16-{$SEEDS} (16 per class train, 16 per class dev for selection), reported on each task's full test set (SST-2: 1,821 labelled test sentences; RTE: GLUE dev). Seeds are the splits; each interval over seeds is a t-interval over these $(( $(tr -cd , <<< "$SEEDS" | wc -c) + 1 )) splits." \
             --note "Budget: --budget-flops $BUDGET_FLOPS for every method, at most ${SCHEDULE[*]}: $BUDGET_WHY." \
             --note "Learning rates (the README's for each method, else the loop's default 3e-2): prefix 1e-2, lora 1e-3, finetune 3e-5; every method option at its default (transfer without -o source starts as soft does; multitask trains the run's one task)." \
+            --note "Trained prompts inspected quickly (--quick-inspect): nearest tokens and the projected prompt's score on the selection split; no ablation, logit lens or distillation." \
             --note "dtype $DTYPE; zero-shot manual: the task's first template scored on the test set without training or selection (LM-BFF's zero-shot row); majority: the most frequent training label (a tie on the balanced splits goes to the first label), scored on the test set."
         dirs+=("$out/kshot-$group")
     fi

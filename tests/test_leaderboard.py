@@ -120,6 +120,14 @@ def test_trained_prompts_are_inspected_and_their_curves_reach_the_report(tmp_pat
     assert "nearest tokens per vector" in result.reports["md"].read_text()
 
 
+def test_a_quick_inspection_keeps_nearest_tokens_and_the_projection_only(tmp_path, fixture_pm, loader):
+    pm, _ = fixture_pm
+    full = run_suite(suite(tmp_path / "full", ["fixed-soft"]), pm=pm, load=loader).board.runs[0].inspection
+    quick = run_suite(suite(tmp_path / "quick", ["fixed-soft"], quick_inspect=True), pm=pm, load=loader).board.runs[0].inspection
+    assert quick["segments"] == full["segments"] and quick["projected_score"] == full["projected_score"]
+    assert full["ablations"] and full["lens"] and not quick["ablations"] and not quick["lens"]
+
+
 def test_rerunning_a_suite_skips_finished_runs(tmp_path, fixture_pm, loader):
     pm, plugin = fixture_pm
     config = suite(tmp_path, ["manual", "fixed-soft"], seeds=[0, 1])

@@ -39,7 +39,7 @@ from promptopt.pipeline.runner import run as api_run
 from promptopt.engine import distributed
 from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from promptopt.errors import ConfigError, PromptoptError
-from promptopt.interpret.inspection import INSPECT_FILE, inspect_run
+from promptopt.interpret.inspection import INSPECT_FILE, InspectOptions, inspect_run
 from promptopt.data.files import read_json, write_json, write_text
 from promptopt.plugins import get_plugin_manager, get_task, optimizers
 from promptopt.report import Leaderboard, RunEntry, build_leaderboard, render
@@ -71,6 +71,7 @@ class SuiteConfig:
     method_options: dict = field(default_factory=dict, metadata={"help": "KEY=VALUE for every method with option KEY, or METHOD.KEY=VALUE"})
     collect: list[str] = field(default_factory=list, metadata={"help": "more directories whose runs join the report"})
     inspect: bool = field(default=True, metadata={"help": "inspect trained prompts (soft vectors, token segments)"})
+    quick_inspect: bool = field(default=False, metadata={"help": "inspect by nearest tokens and the projection's score only (no ablation, logit lens, distillation or self-description: minutes less per soft run on a CPU)"})
     title: str = field(default="promptopt leaderboard", metadata={"help": "report title"})
     meta: dict = field(default_factory=dict, metadata={"help": "shown in the report (command, notes)"})
     shots: list[int] = field(default_factory=list, metadata={"help": "training examples per class, one combination per value (data-efficiency curves); one value: the same as run.shots"})
@@ -412,7 +413,7 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
                         seed_opts = _kshot_options(opts, config.kshot, seed)
                         _run_one(entry, out, seed_opts, model, task, method, seed, per_method[method], loaded.get(), pm)
                     if config.inspect and entry.status == "ok" and _needs_inspection(out) and loaded.get() is not None:
-                        _inspect_one(entry, out, loaded.get(), opts, pm)
+                        _inspect_one(entry, out, loaded.get(), opts, pm, _inspect_options(config))
                     entries.append(entry)
                     if on_event:
                         on_event(entry, len(entries), len(combos))
@@ -438,7 +439,7 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
     if not report:
         return SuiteResult(entries, Leaderboard(title=config.title, rows=[], runs=[]), {})
     if config.inspect:
-        _inspect_collected(config.collect, load, run_opts, pm)
+        _inspect_collected(config.collect, load, run_opts, pm, _inspect_options(config))
     return _report(config, methods, tasks, entries)
 
 
@@ -559,15 +560,20 @@ def _run_one(entry, out, run_opts, model, task, method, seed, method_options, lm
     entry.seconds = time.perf_counter() - start
 
 
-def _inspect_one(entry, out, lm, run_opts, pm) -> None:
+def _inspect_one(entry, out, lm, run_opts, pm, options: InspectOptions | None = None) -> None:
     try:
-        inspect_run(out, lm=lm, batch_size=run_opts.batch_size, pm=pm)
+        inspect_run(out, lm=lm, batch_size=run_opts.batch_size, pm=pm, options=options)
     except Exception as e:  # noqa: BLE001 - the run itself is fine; the report says inspection failed
         entry.inspect_error = f"{type(e).__name__}: {e}"
         log.warning("inspecting %s failed: %s", out, entry.inspect_error)
 
 
-def _inspect_collected(dirs: list[str], load, run_opts, pm) -> None:
+def _inspect_options(config: SuiteConfig) -> InspectOptions | None:
+    """The inspection a suite runs: the full one (None), or with ``quick_inspect`` nearest tokens and projection."""
+    return InspectOptions(ablate=False, lens=False, distill=False, describe=False) if config.quick_inspect else None
+
+
+def _inspect_collected(dirs: list[str], load, run_opts, pm, options: InspectOptions | None = None) -> None:
     """Inspect trained prompts of collected runs that have no ``inspect.json``, loading each model once."""
     todo: dict[str, list[Path]] = {}
     for d in dirs:
@@ -579,7 +585,7 @@ def _inspect_collected(dirs: list[str], load, run_opts, pm) -> None:
         lm = load(None if model == DEFAULT_MODEL else model)
         for run_dir in run_dirs:
             try:
-                inspect_run(run_dir, lm=lm, batch_size=run_opts.batch_size, pm=pm)
+                inspect_run(run_dir, lm=lm, batch_size=run_opts.batch_size, pm=pm, options=options)
             except Exception as e:  # noqa: BLE001
                 log.warning("inspecting %s failed: %s: %s", run_dir, type(e).__name__, e)
         del lm
