@@ -7,6 +7,7 @@
 #   LMBFF_TINY=1 scripts/leaderboard_lmbff.sh    # smoke run: sst2 and rte, seed 13, 2 steps, 16 examples per split;
 #                                                # runs and docs go to a temporary folder (LMBFF_DIR), never docs/
 #   LMBFF_METHODS=manual,soft,lora ...           # only these methods (default: every registered one)
+#   LMBFF_TASKS=sst5,rte LMBFF_PARTS=kshot ...   # only these tasks; only the k-shot suites (PARTS: kshot,efficiency)
 #
 # The protocol: for each task (SST-2, SST-5, RTE, SUBJ) and seed S (13, 21, 42), every method trains on the k-shot
 # split 16-S (16 examples per class), chooses on that split's dev (16 per class) and is reported on the task's full
@@ -35,6 +36,7 @@ PY=${PYTHON:-.venv/bin/python}
 BUDGET_FLOPS=${BUDGET_FLOPS:-1e13}
 BUDGET_WHY="the same cap for every method, counted as the engine counts compute (training forward and input-gradient positions plus selection scoring; fine-tuning's weight gradients are not counted), so that rows differ by the kind of prompt and not by how long each trained; 1e13 is about 80 steps of batch 8 for a soft prompt on SST-2 with SmolLM2-135M (its 32 training examples are fit by then: training loss 0.005 at step 78 on split 16-13), well under LM-BFF's 1,000 steps, and about what scoring SST-2's full test set costs (1.1e13), chosen so that the suite can approach its 2-hour target on a 2-core CPU; the learning-rate schedule is laid out over the 1,000 steps, so within the budget it stays near its peak"
 TASKS=${LMBFF_TASKS:-sst2,sst5,rte,subj}
+PARTS=${LMBFF_PARTS:-kshot,efficiency}
 SEEDS=${LMBFF_SEEDS:-13,21,42}
 K=16
 EFFICIENCY_SHOTS=4,64
@@ -83,7 +85,7 @@ for group in default "${!LR[@]}"; do
     fi
     # "13," is the one seed 13 (a lone number would be a count for a suite without --kshot)
     common=(--seeds "${SEEDS%,}," --dtype "$DTYPE" --budget-flops "$BUDGET_FLOPS" "${SCHEDULE[@]}" "${EVAL[@]}" "${lr[@]}")
-    if [ -n "$members" ]; then
+    if [ -n "$members" ] && [[ ",$PARTS," == *,kshot,* ]]; then
         baselines=(); [ "$group" = default ] && baselines=(--baselines)
         [ "$report_only" = 1 ] || nice -n 5 $P leaderboard --methods "$members" --tasks "$task" --kshot $K "${baselines[@]}" "${INSPECT[@]}" \
             --output "$out/kshot-$group" "${common[@]}" \
@@ -97,7 +99,7 @@ for group in default "${!LR[@]}"; do
         dirs+=("$out/kshot-$group")
     fi
     members=$(keep "$members" "$efficiency")
-    if [ -n "$members" ] && [ "$task" = sst2 ]; then
+    if [ -n "$members" ] && [ "$task" = sst2 ] && [[ ",$PARTS," == *,efficiency,* ]]; then
         [ "$report_only" = 1 ] || nice -n 5 $P leaderboard --methods "$members" --tasks sst2 --shots $EFFICIENCY_SHOTS --select-split holdout:32 \
             --output "$out/efficiency-$group" "${common[@]}" --no-inspect \
             --title "SST-2 data efficiency" --note "4 and 64 training examples per class, 32 held out of train for selection"
