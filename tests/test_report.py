@@ -148,6 +148,13 @@ def test_rows_give_mean_and_sample_std_over_finished_seeds_and_mark_the_best_per
     assert [(f.task, f.method, f.seed) for f in board.failures] == [("rte", "soft", 2)]
 
 
+def test_the_interval_over_seeds_is_cut_to_the_metric_s_range(tmp_path):
+    for seed, score in enumerate([0.50, 0.98, 0.99]):  # one seed collapsed: mean +/- t * s / sqrt(n) passes 1
+        write_run(tmp_path / "board", "sst2", "soft", seed, score)
+    row = board_of(tmp_path / "board").rows[0]
+    assert row.seed_low == pytest.approx(0.8233 - 0.6957, abs=1e-3) and row.seed_high == 1.0
+
+
 def test_history_records_become_loss_and_selection_curves(suite_dir):
     run = next(r for r in board_of(suite_dir).runs if r.method == "soft" and r.status == "ok")
     assert run.curves["loss"][0] == [1, 0.69] and len(run.curves["loss"]) == 30

@@ -143,7 +143,7 @@ def comparison_test(c) -> str:
 
 SIGNIFICANCE_NOTE = (
     "Score: the task's metric on its evaluation split, mean over the seeds that finished, with its 95% t-interval "
-    "over seeds (mean ± t(0.975, n-1) · s/√n; none for one seed). Test CI: the 95% bootstrap interval over "
+    "over seeds (mean ± t(0.975, n-1) · s/√n, cut to [0, 100]; none for one seed). Test CI: the 95% bootstrap interval over "
     "examples (1,000 resamples, seeded; several seeds: each resample scored with every seed and averaged). Kind: "
     "what the method changes (hard: text; soft: input vectors; deep: keys/values at every layer; adapter: model "
     "weights; baseline: computed by the report). Verdict: *best* only when the top method beats every other row "

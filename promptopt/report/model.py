@@ -106,7 +106,7 @@ class Row:
     significantly above it, else empty.
 
     ``seed_low``/``seed_high``: the 95% t-interval of the mean over seeds (:func:`promptopt.report.stats.t_interval`
-    of ``scores``), None for fewer than two seeds: how much the score moves with the seed (for k-shot runs: with
+    of ``scores``, cut to [0, 1]), None for fewer than two seeds: how much the score moves with the seed (for k-shot runs: with
     the training split), where ``ci_low``/``ci_high`` say how much it moves with the test examples.
     """
 
@@ -554,7 +554,10 @@ def build_leaderboard(runs: list[RunEntry], title: str = "promptopt leaderboard"
             eval_flops=_mean([r.eval_flops for r in ok if r.eval_flops is not None]),
             templates=_unique(r.template for r in ok if r.template), kind=group[0].kind,
         )  # fmt: skip
-        row.seed_low, row.seed_high = stats.t_interval(scores) or (None, None)
+        low, high = stats.t_interval(scores) or (None, None)
+        if low is not None:  # scores are fractions: an interval past 0 or 1 is cut there
+            low, high = max(low, 0.0), min(high, 1.0)
+        row.seed_low, row.seed_high = low, high
         if method == MAJORITY:  # computed here, not run: it has no time, throughput or memory of its own
             row.train_seconds = row.eval_examples_per_second = row.peak_memory_mb = None
         _row_interval(row, ok, labels_of[model, task], resamples)
