@@ -250,14 +250,16 @@ def _command_line(ctx: click.Context) -> str:
 @click.option("--no-inspect", is_flag=True, help="Do not inspect trained prompts.")
 @click.option("--quick-inspect", is_flag=True, help="Inspect trained prompts by nearest tokens and the projection's "
               "score only (no ablation, logit lens, distillation or self-description).")
+@click.option("--plan", "plan_only", is_flag=True, help="Record the settings and planned runs in OUTPUT/suite.json, "
+              "say how many have finished, and run nothing (a report then counts the runs still to do).")
 @click.option("--progress", is_flag=True, help="Show progress bars inside each run.")
 @_train_options
 def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots, same_template, kshot, baselines,
-                options, title, notes, no_inspect, quick_inspect, progress, **kwargs):  # fmt: skip
+                options, title, notes, no_inspect, quick_inspect, plan_only, progress, **kwargs):  # fmt: skip
     """Run every method x task x seed (x model) as ordinary runs, then write OUTPUT/report.{md,html,json,csv}.
 
     Finished runs are skipped when the command is repeated; a failing run is recorded and the others go on."""
-    from promptopt.suite.leaderboard import SuiteConfig, parse_sizes, parse_seeds, run_suite
+    from promptopt.suite.leaderboard import SuiteConfig, parse_seeds, parse_sizes, run_suite, suite_progress
 
     def split(text):
         return [s.strip() for s in text.split(",") if s.strip()] if text else []
@@ -268,7 +270,7 @@ def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots
     config = SuiteConfig(methods=split(methods), tasks=split(tasks), seeds=parse_seeds(seeds, listed=kshot is not None),
                          models=[None if m == "default" else m for m in split(models)] or [None], output=output,
                          run=run_opts, method_options=cfg.parse_pairs(options), collect=list(collect),
-                         inspect=not no_inspect, quick_inspect=quick_inspect, title=title,
+                         inspect=not no_inspect, quick_inspect=quick_inspect, plan_only=plan_only, title=title,
                          shots=parse_sizes(shots, "--shots"), max_train=parse_sizes(max_train, "--max-train"),
                          same_template=same_template, kshot=kshot,
                          baselines=baselines,
@@ -287,6 +289,10 @@ def leaderboard(methods, tasks, seeds, models, output, collect, max_train, shots
             click.secho(f"{where}: inspection failed: {entry.inspect_error}", fg="yellow")
 
     suite = run_suite(config, on_event=show)
+    if plan_only:
+        finished, planned = suite_progress([output]) or (0, 0)
+        click.echo(f"{output}: {finished} of the {planned} planned runs have finished")
+        return
     click.echo(f"{len(suite.entries) - len(suite.failed)} ok, {len(suite.failed)} failed")
     for fmt, path in suite.reports.items():
         click.echo(f"report ({fmt}): {path}")

@@ -233,6 +233,14 @@ def test_a_kshot_suite_runs_each_seed_on_its_split_and_adds_the_baselines(tmp_pa
     assert "2 of the 3 planned runs" in render_findings(partial) and "2 of the 3 planned" in render_html(partial)
 
 
+def test_a_planned_suite_records_its_runs_and_runs_nothing(tmp_path, causal):
+    config = SuiteConfig(methods=["manual"], tasks=[str(write_kshot_task(tmp_path))], seeds=[0, 1], models=["tiny"],
+                         output=str(tmp_path / "board"), run=RunOptions(max_eval=8, device="cpu", progress=False),
+                         kshot=2, baselines=True, plan_only=True)  # fmt: skip
+    assert run_suite(config, load=lambda name: pytest.fail("a plan loads no model")).entries == []
+    assert suite_progress([tmp_path / "board"]) == (0, 3) and not list((tmp_path / "board").rglob("config.json"))
+
+
 def test_a_suite_built_a_task_at_a_time_plans_and_reports_every_task(tmp_path, causal):
     specs = [write_kshot_task(tmp_path / name) for name in ("a", "b")]
     specs[1].write_text(specs[1].read_text().replace('name = "reviews-kshot"', 'name = "reviews-b"'))

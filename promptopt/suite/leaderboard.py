@@ -71,6 +71,7 @@ class SuiteConfig:
     method_options: dict = field(default_factory=dict, metadata={"help": "KEY=VALUE for every method with option KEY, or METHOD.KEY=VALUE"})
     collect: list[str] = field(default_factory=list, metadata={"help": "more directories whose runs join the report"})
     inspect: bool = field(default=True, metadata={"help": "inspect trained prompts (soft vectors, token segments)"})
+    plan_only: bool = field(default=False, metadata={"help": "record the suite's settings and planned runs in suite.json and run nothing"})
     quick_inspect: bool = field(default=False, metadata={"help": "inspect by nearest tokens and the projection's score only (no ablation, logit lens, distillation or self-description: minutes less per soft run on a CPU)"})
     title: str = field(default="promptopt leaderboard", metadata={"help": "report title"})
     meta: dict = field(default_factory=dict, metadata={"help": "shown in the report (command, notes)"})
@@ -386,6 +387,8 @@ def _run_suite(config: SuiteConfig, pm, on_event, load, share: tuple[int, int] =
     _check_same_settings(root, config)
     root.mkdir(parents=True, exist_ok=True)
     _write_suite(root, config, methods, tasks, [])  # records the settings at once, should the suite be interrupted
+    if config.plan_only:
+        return SuiteResult([], Leaderboard(title=config.title, rows=[], runs=[]), {})
     combos = [(model, task, setting, method, seed) for model in config.models for task in tasks
               for setting in config.settings_of(task) for method in methods for seed in config.seeds]  # fmt: skip
     combos += [(model, task, i) for model in config.models for task in tasks if config.baselines
