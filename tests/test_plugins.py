@@ -162,6 +162,17 @@ def test_a_failing_logging_hook_is_reported_and_does_not_kill_the_run_unless_str
     assert "plugin 'Broken' failed in hook training_step (RuntimeError: tracker offline)" in caplog.text
 
 
+def manager_with(optimizer_cls):
+    """A plugin manager with the built-ins and one more method, registered as a plugin would."""
+
+    class OnePlugin:
+        @promptopt.hookimpl
+        def register_optimizers(self, register):
+            register(optimizer_cls)
+
+    return make_plugin_manager(extra_plugins=[OnePlugin()])
+
+
 def test_optimize_result_of_a_method_is_what_gets_scored(tiny_model_dirs, tmp_path):
     class Fixed(PromptOptimizer):
         name = "fixed"
@@ -169,12 +180,7 @@ def test_optimize_result_of_a_method_is_what_gets_scored(tiny_model_dirs, tmp_pa
         def optimize(self, run):
             return OptimizeResult(prompt=promptopt.Prompt.from_template("{text} Verdict:{answer}"))
 
-    class FixedPlugin:
-        @promptopt.hookimpl
-        def register_optimizers(self, register):
-            register(Fixed)
-
-    pm = make_plugin_manager(extra_plugins=[FixedPlugin()])
+    pm = manager_with(Fixed)
     result = promptopt.run(method="fixed", task=str(REPO / "datasets/tiny_reviews/task.toml"),
                            model=str(tiny_model_dirs["masked"]), max_eval=5, output=str(tmp_path / "r"),
                            progress=False, pm=pm)  # fmt: skip
@@ -192,12 +198,7 @@ def test_a_method_s_training_defaults_apply_unless_the_run_sets_them(tiny_model_
             seen.append((run.train_config.steps, run.train_config.lr, run.train_config.batch_size))
             return OptimizeResult(prompt=promptopt.Prompt.from_template("{text} Verdict:{answer}"))
 
-    class QuickPlugin:
-        @promptopt.hookimpl
-        def register_optimizers(self, register):
-            register(Quick)
-
-    pm = make_plugin_manager(extra_plugins=[QuickPlugin()])
+    pm = manager_with(Quick)
     args = dict(method="quick", task=str(REPO / "datasets/tiny_reviews/task.toml"), model=str(tiny_model_dirs["masked"]),
                 max_eval=5, progress=False, pm=pm)  # fmt: skip
     promptopt.run(output=str(tmp_path / "a"), **args)

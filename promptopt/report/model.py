@@ -221,7 +221,8 @@ class Leaderboard:
     @property
     def seconds(self) -> tuple[float, float]:
         """Optimisation and evaluation time summed over the finished runs (as each run measured them)."""
-        return sum(r.train_seconds for r in self.finished), sum(r.eval_seconds for r in self.finished)
+        finished = self.finished
+        return sum(r.train_seconds for r in finished), sum(r.eval_seconds for r in finished)
 
     def rows_of(self, model: str, task: str) -> list[Row]:
         return [r for r in self.rows if r.model == model and r.task == task]
