@@ -182,11 +182,22 @@ def test_html_report_is_one_self_contained_file_with_its_charts(suite_dir):
     assert """<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">""" in page
     assert not re.search(r"\b(src|href)\s*=", page) and "http://" not in page and "https://" not in page
     titles = re.findall(r'<svg [^>]*aria-label="([^"]*)"', page)
-    assert titles == ["Score per method and task", "Score against trainable parameters",
+    assert titles == [BAR_TITLE, "Score against trainable parameters",
                       "Learning curves: training loss on rte", "Learning curves: selection score on rte",
                       "Learning curves: training loss on sst2", "Learning curves: selection score on sst2"]  # fmt: skip
     assert page.count("<polyline") == 2 * 2 + 3 * 2  # rte: 2 soft seeds, sst2: 3, each a loss and a select line
     assert "nearest tokens of each vector" in page and "&#x27; great&#x27;" in page
+
+
+BAR_TITLE = "Score per method and task: bars 95% intervals over seeds (over test examples for one seed)"
+
+
+def test_bars_carry_the_interval_over_seeds_the_table_gives(suite_dir):
+    board = board_of(suite_dir)
+    row = next(r for r in board.rows if r.task == "sst2" and r.method == "soft")
+    assert row.seed_low is not None and (row.seed_low, row.seed_high) != (row.ci_low, row.ci_high)
+    tips = re.findall(r"<rect [^>]*><title>([^<]*)</title>", render_html(board))
+    assert f"sst2 · soft: {100 * row.mean:.1f}% [{100 * row.seed_low:.1f}, {100 * row.seed_high:.1f}]" in tips
 
 
 def test_json_report_round_trips_with_its_schema_version(suite_dir):

@@ -108,10 +108,12 @@ def _charts(board: Leaderboard) -> list[str]:
     for model in board.models:
         rows: dict[tuple[str, str], Row] = {(_group(r), r.method): r for r in board.rows if r.model == model}
         groups = _unique(_group(r) for r in board.rows if r.model == model)
-        values = {k: (r.mean, r.ci_low, r.ci_high) for k, r in rows.items()}
+        # the interval the table gives: over seeds where a row has several, else over the test examples
+        values = {k: (r.mean, r.seed_low, r.seed_high) if r.seed_low is not None else (r.mean, r.ci_low, r.ci_high)
+                  for k, r in rows.items()}  # fmt: skip
         suffix = f" ({model})" if len(board.models) > 1 else ""
-        out.append(bar_chart(f"Score per method and task{suffix}", groups, methods, values, colors,
-                             "score (%), 95% interval"))  # fmt: skip
+        title = f"Score per method and task{suffix}: bars 95% intervals over seeds (over test examples for one seed)"
+        out.append(bar_chart(title, groups, methods, values, colors, "score (%), 95% interval"))
     out += _efficiency_charts(board, colors)
     markers = {t: MARKERS[i % len(MARKERS)] for i, t in enumerate(board.tasks)}
     points = [{"x": r.trainable_parameters, "y": r.mean, "series": r.method, "group": r.task,

@@ -9,8 +9,10 @@ import html
 import math
 from dataclasses import dataclass
 
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#000000"]
+# Okabe-Ito, then Paul Tol's muted scheme: both chosen to stay apart under the common colour-vision deficiencies;
+# 16 colours, so that a board of every registered method (15 today) repeats none
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999999", "#000000",
+           "#332288", "#88CCEE", "#44AA99", "#117733", "#DDCC77", "#882255", "#AA4499", "#661100"]
 MARKERS = ["circle", "square", "triangle", "diamond"]
 WIDE = 1140  # a chart across the page
 NARROW = 562  # two side by side
