@@ -282,7 +282,17 @@ def task_mode(args):
     bs = args.batch_size
     tokens = {"promptopt": sum(max(lengths[i] for i in stream.batch(k)) * bs for k in range(args.steps)),
               "peft": sum(max(lengths[k * bs:(k + 1) * bs]) * bs for k in range(args.steps))}  # its batches are slices
+    # the arithmetic of the same steps (lengths count the virtual tokens: what each side pads to, less them)
+    v = args.virtual
+    ours_len = [max(lengths[i] for i in stream.batch(k)) - v for k in range(args.steps)]
+    peft_len = [max(lengths[k * bs:(k + 1) * bs]) - v for k in range(args.steps)]
+    flops = {"promptopt": sum(step_flops(lm, "promptopt", bs, n, v) for n in ours_len),
+             "peft": sum(step_flops(lm, "peft", bs, n, v) for n in peft_len),
+             "peft-last-logit": sum(step_flops(lm, "peft-last-logit", bs, n, v) for n in ours_len)}
+    flops = {n: f for n, f in flops.items() if n in names}
     result = {"model": lm.name, "task": task.name, "template": prompt.text(), "device": str(lm.device),
+              "flop_bound": {"step_flops": {n: f / args.steps for n, f in flops.items()},
+                             "ratio_bound_peft_over_promptopt": {n: f / flops["promptopt"] for n, f in flops.items()}},
               "peer_attention": args.peer_attention,
               "threads": torch.get_num_threads(), "batch_size": args.batch_size, "steps": args.steps,
               "virtual_tokens": args.virtual, "first_loss": {"promptopt": a, "peft": b}, "step_seconds": times,

@@ -91,7 +91,7 @@ def training(root: Path) -> list[str]:
         out.append(f"| real SST-2 batches ({runs[0]['steps']} steps of {runs[0]['batch_size']}; PEFT default as used: "
                    f"shuffled, padded to the longest, {pos['peft']:,} positions against our {pos['promptopt']:,}; "
                    f"`logits_to_keep` on our length-grouped batches) | bfloat16 | "
-                   f"{_peer_cells(runs, 'seconds_per_step')} | |")  # fmt: skip
+                   f"{_peer_cells(runs, 'seconds_per_step', (runs[0].get('flop_bound') or {}).get('ratio_bound_peft_over_promptopt'))} | |")  # fmt: skip
     return out
 
 
