@@ -191,6 +191,17 @@ def test_findings_are_computed_from_the_rows_and_say_where_soft_prompts_do_not_w
     assert "a tie" in text.split("**rte**")[1] and "lora, scores 90.0%" in text
     assert "not significantly above the majority baseline" in text.split("**rte**")[1]
     assert render(board, "findings") == text
+    assert "Seeds disagree" not in text
+
+
+def test_findings_name_the_rows_whose_seeds_disagree(tmp_path):
+    root = tmp_path / "board"
+    kinds = {"manual": "hard", "soft": "soft"}
+    kshot_runs(root, {"manual": [0.70, 0.72, 0.74], "soft": [0.50, 0.83, 0.80]}, kinds)  # one collapsed seed
+    text = render_findings(build_leaderboard(collect_runs([root]), baselines=True))
+    assert "Seeds disagree: 1 row have" not in text
+    assert "Seeds disagree: 1 row has" in text and "sst2 soft 18.2 points (50.0, 83.0, 80.0)" in text
+    assert "manual" not in text.split("Seeds disagree")[1].splitlines()[0]
 
 
 # -- suites and the command -------------------------------------------------------------------------------------
@@ -275,7 +286,9 @@ def test_data_efficiency_is_read_per_class_when_every_point_has_one(tmp_path):
         for seed in (13, 21, 42):
             write_run(root, "sst2", "soft", seed, score, n_train=2 * shots, variant=f"shots{shots}")
     board = build_leaderboard(collect_runs([root]))
-    assert "soft 60.0% at 4, 72.0% at 16, 90.0% at 64" in render_findings(board)
+    # the interval over seeds where the seeds differ (the 4 and 64 points score alike on every seed)
+    assert "soft 60.0% at 4, 72.0% [67.0, 77.0] at 16, 90.0% at 64" in render_findings(board)
+    assert "| soft | 60.0 [60.0, 60.0] | 72.0 [67.0, 77.0] | 90.0 [90.0, 90.0] |" in render_markdown(board)
     assert "training examples per class" in render_findings(board)
     assert "| Method | 4 per class | 16 per class | 64 per class |" in render_markdown(board)
     assert "training examples per class (log scale)" in render(board, "html")

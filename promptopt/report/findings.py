@@ -83,12 +83,29 @@ def _efficiency_sentences(board: Leaderboard) -> list[str]:
         parts = []
         each = fmt.per_class(curves)
         for method, rows in curves.items():
-            points = ", ".join(f"{fmt.percent(r.mean)}% at {fmt.number(fmt.size_of(r, each), 0)}" for r in rows)
+            points = ", ".join(f"{_score(r)} at {fmt.number(fmt.size_of(r, each), 0)}" for r in rows)
             parts.append(f"{method} {points}")
         where = f"{task}" + (f" ({rest})" if rest else "")
         unit = "training examples per class" if each else "training examples"
         out.append(f"- On {where}, score against {unit}: " + "; ".join(parts) + ".")
     return out
+
+
+UNSTABLE = 0.10  # a seed standard deviation of 10 points or more: the training sample decides the row's place
+
+
+def _spread_sentence(board: Leaderboard, model: str) -> str | None:
+    """The rows whose seeds disagree most (sample standard deviation of at least :data:`UNSTABLE`), with each
+    seed's score: where one training sample (a collapsed seed) moves a mean more than any method difference."""
+    rows = sorted((r for r in board.rows if r.model == model and r.kind != "baseline" and r.std is not None
+                   and r.std >= UNSTABLE), key=lambda r: -r.std)  # fmt: skip
+    if not rows:
+        return None
+    items = [f"{r.task}{f' ({r.variant})' if r.variant else ''} {r.method} {fmt.percent(r.std)} points "
+             f"({', '.join(fmt.percent(v) for v in r.scores)})" for r in rows]  # fmt: skip
+    return (f"Seeds disagree: {len(rows)} {'rows have' if len(rows) != 1 else 'row has'} a seed standard deviation of "
+            f"{fmt.percent(UNSTABLE)} points or more, so the training sample decides where they land more than the "
+            f"method does: " + "; ".join(items) + ".")
 
 
 def render_findings(board: Leaderboard) -> str:
@@ -136,6 +153,9 @@ def render_findings(board: Leaderboard) -> str:
         else:
             lines += [f"## {model}", ""]
         lines += paragraphs + [""]
+        spread = _spread_sentence(board, model)
+        if spread:
+            lines += [spread, ""]
     efficiency = _efficiency_sentences(board)
     if efficiency:
         lines += ["## Data efficiency", ""] + efficiency + [""]

@@ -60,6 +60,14 @@ def score_ci(mean: float | None, low: float | None, high: float | None) -> str:
     return percent(mean) if low is None or high is None else f"{percent(mean)} [{percent(low)}, {percent(high)}]"
 
 
+def interval(row) -> tuple[float | None, float | None]:
+    """The interval a row's score is shown with: over seeds where it has several (how much the score moves with the
+    training sample), else the bootstrap over the test examples."""
+    if row.seed_low is not None:
+        return row.seed_low, row.seed_high
+    return row.ci_low, row.ci_high
+
+
 def row_score(row) -> str:
     """A row's :func:`score_ci`, saying on how many examples the interval is when that is fewer than were scored
     (seeds scored on different examples share only some)."""

@@ -109,8 +109,7 @@ def _charts(board: Leaderboard) -> list[str]:
         rows: dict[tuple[str, str], Row] = {(_group(r), r.method): r for r in board.rows if r.model == model}
         groups = _unique(_group(r) for r in board.rows if r.model == model)
         # the interval the table gives: over seeds where a row has several, else over the test examples
-        values = {k: (r.mean, r.seed_low, r.seed_high) if r.seed_low is not None else (r.mean, r.ci_low, r.ci_high)
-                  for k, r in rows.items()}  # fmt: skip
+        values = {k: (r.mean, *fmt.interval(r)) for k, r in rows.items()}
         suffix = f" ({model})" if len(board.models) > 1 else ""
         title = f"Score per method and task{suffix}: bars 95% intervals over seeds (over test examples for one seed)"
         out.append(bar_chart(title, groups, methods, values, colors, "score (%), 95% interval"))
@@ -139,13 +138,13 @@ def _efficiency_charts(board: Leaderboard, colors: dict[str, str]) -> list[str]:
     for model, task, rest, curves in board.efficiency():
         each = fmt.per_class(curves)
         lines = [{"series": method, "points": [
-            {"x": fmt.size_of(r, each), "y": r.mean, "low": r.ci_low, "high": r.ci_high,
+            {"x": fmt.size_of(r, each), "y": r.mean, "low": fmt.interval(r)[0], "high": fmt.interval(r)[1],
              "tip": f"{method}, {fmt.number(r.n_train, 0)} training examples ({r.variant}): "
-                    f"{fmt.score_ci(r.mean, r.ci_low, r.ci_high)}%"} for r in rows]}
+                    f"{fmt.score_ci(r.mean, *fmt.interval(r))}%"} for r in rows]}
             for method, rows in curves.items()]  # fmt: skip
         title = f"Data efficiency: {task}" + (f" · {rest}" if rest else "") + (f" ({model})" if many_models else "")
         axis = "training examples per class (log scale)" if each else "training examples (log scale)"
-        out.append(efficiency_chart(title, lines, colors, axis, "score (%), 95% interval"))
+        out.append(efficiency_chart(title, lines, colors, axis, "score (%), 95% interval over seeds"))
     return out
 
 

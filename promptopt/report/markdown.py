@@ -89,15 +89,17 @@ def meta_lines(board: Leaderboard) -> list[str]:
 
 
 def efficiency_lines(board: Leaderboard) -> list[str]:
-    """Data-efficiency tables: score [95% CI] per method and training-set size (:meth:`Leaderboard.efficiency`)."""
+    """Data-efficiency tables: score [95% interval over seeds, else over test examples] per method and
+    training-set size (:meth:`Leaderboard.efficiency`)."""
     out = []
     for model, task, rest, curves in board.efficiency():
         each = fmt.per_class(curves)
         sizes = sorted({fmt.size_of(r, each) for rows in curves.values() for r in rows})
         title = f"### Data efficiency: {md(task)}" + (f" · {md(rest)}" if rest else "") + f" ({md(model)})"
-        body = [[md(method), *[next((fmt.score_ci(r.mean, r.ci_low, r.ci_high) for r in rows if fmt.size_of(r, each) == n), "–")
+        body = [[md(method), *[next((fmt.score_ci(r.mean, *fmt.interval(r)) for r in rows if fmt.size_of(r, each) == n), "–")
                                for n in sizes]] for method, rows in curves.items()]  # fmt: skip
-        out += [title, ""] + _table(["Method", *[f"{fmt.number(n, 0)} {'per class' if each else 'train'}" for n in sizes]], body) + [""]
+        out += [title, "", "Score (%) with its 95% t-interval over seeds (over test examples for a single seed).",
+                ""] + _table(["Method", *[f"{fmt.number(n, 0)} {'per class' if each else 'train'}" for n in sizes]], body) + [""]
     return out
 
 
