@@ -163,12 +163,12 @@ def peer_attention(lm, args):
     unless told otherwise, so that the peer is timed at its strongest."""
     import contextlib
 
-    from promptopt.engine.scoring import _attention
+    from promptopt.engine import attention_implementation
 
     choice = getattr(args, "peer_attention", "auto")
     if choice == "auto":
         choice = "eager" if lm.device.type == "cpu" else None
-    return _attention(lm.model, choice) if choice else contextlib.nullcontext()
+    return attention_implementation(lm.model, choice) if choice else contextlib.nullcontext()
 
 
 def _rss_kib(field):

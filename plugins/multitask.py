@@ -383,7 +383,7 @@ def run_multitask(opts: TaskSetOptions | None = None, lm=None, pm=None, **kwargs
     ``error.json`` on failure and ``result.json`` last. The training code never holds the evaluation splits."""
     opts = dataclasses.replace(opts or TaskSetOptions(tasks=kwargs.get("tasks", [])), **kwargs)
     config = cfg.build(MultitaskConfig, opts.method_options)
-    train_config = cfg.build(TrainConfig, opts.train)
+    train_config = cfg.build(TrainConfig, {**MultitaskOptimizer.train_defaults, **opts.train})  # as `promptopt run -m multitask`
     pm = pm or get_plugin_manager()
     out = Path(opts.output) if opts.output else Path("runs") / f"multitask-{'+'.join(opts.tasks)}-s{opts.seed}"
     session = RunSession(out, overwrite=opts.overwrite, resume=opts.resume)

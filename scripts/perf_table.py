@@ -12,15 +12,19 @@ import sys
 from pathlib import Path
 
 
+DTYPES = ("bfloat16", "float32")
+
+
 def load(root: Path, name: str) -> dict | None:
     path = root / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def evaluation(root: Path) -> list[str]:
-    rows = [("short template, SST-2 dev", "lm_eval_sst2_float32"), ("short template, SST-2 dev", "lm_eval_sst2_bfloat16"),
-            ("~200-token instruction in front", "lm_eval_sst2_instruction_bfloat16"),
-            ("4 demonstrations in front", "lm_eval_sst2_demos_bfloat16")]  # fmt: skip
+    rows = [("short template, SST-2 dev", "lm_eval_sst2_float32"), ("short template, SST-2 dev", "lm_eval_sst2_bfloat16")]
+    for dtype in DTYPES:  # a block in front: in the default dtype of the machine measured (run_cpu.sh's choice)
+        rows += [("~200-token instruction in front", f"lm_eval_sst2_instruction_{dtype}"),
+                 ("4 demonstrations in front", f"lm_eval_sst2_demos_{dtype}")]  # fmt: skip
     out = ["| workload | n | dtype | promptopt ex/s (batch) | lm-eval ex/s (batch) | ratio | FLOP bound | agreement |",
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for label, name in rows:
@@ -35,14 +39,14 @@ def evaluation(root: Path) -> list[str]:
         out.append(f"| {label}{block} | {r['n']} | {r['dtype']} | {r['ours_examples_per_s']:.1f} ({r['batch_size']}) | "
                    f"{r['peer_examples_per_s']:.1f} ({r['peer_batch_size']}) | **{r['ratio']:.2f}x** | "
                    f"{fb.get('ratio_bound', float('nan')):.2f}x | {agree} |")
-    d = (load(root, "lm_eval_sst2_bfloat16") or {}).get("defaults")
-    if d:
-        out.append(f"| defaults a user gets, short template, SST-2 dev | {load(root, 'lm_eval_sst2_bfloat16')['n']} | "
+    with_defaults = [r for r in (load(root, f"lm_eval_sst2_{dtype}") for dtype in DTYPES) if r and r.get("defaults")]
+    if with_defaults:
+        d = with_defaults[0]["defaults"]
+        out.append(f"| defaults a user gets, short template, SST-2 dev | {with_defaults[0]['n']} | "
                    f"ours {d['ours']['dtype']}, lm-eval {d['peer']['dtype']} | {d['ours']['examples_per_s']:.1f} "
                    f"({d['ours']['batch_size']}) | {d['peer']['examples_per_s']:.1f} ({d['peer']['batch_size']}) | "
                    f"**{d['ratio']:.2f}x** | | |")  # fmt: skip
-    r = load(root, "demos_shared_bfloat16")
-    if r:
+    for r in filter(None, (load(root, f"demos_shared_{dtype}") for dtype in DTYPES)):
         out += ["", "| workload | n | dtype | shared prefix ex/s | same prompt, no reuse ex/s | ratio | positions computed | agreement |",
                 "|---|---|---|---|---|---|---|---|",
                 f"| {r['demonstrations']} demonstrations ({r['block_tokens']} tokens), SST-2 dev | {r['examples']} | "
@@ -85,12 +89,14 @@ def training(root: Path) -> list[str]:
         out.append(f"| batch {r['batch_size']} x {r['input_tokens']} + {r['virtual_tokens']} vectors | {dtype} | "
                    f"{_peer_cells(runs, 'median_seconds', fb['ratio_bound_peft_over_promptopt'])} | "
                    f"{100 * fb['fraction_of_peak']['promptopt']:.0f}% of {fb['matmul_peak_flops'] / 1e9:.0f} GFLOP/s |")  # fmt: skip
-    runs = [r for r in (load(root, "soft_task_bfloat16"), load(root, "soft_task_bfloat16_peer_sdpa")) if r]
-    if runs:
+    for dtype in DTYPES:
+        runs = [r for r in (load(root, f"soft_task_{dtype}"), load(root, f"soft_task_{dtype}_peer_sdpa")) if r]
+        if not runs:
+            continue
         pos = runs[0]["padded_positions"]
         out.append(f"| real SST-2 batches ({runs[0]['steps']} steps of {runs[0]['batch_size']}; PEFT default as used: "
                    f"shuffled, padded to the longest, {pos['peft']:,} positions against our {pos['promptopt']:,}; "
-                   f"`logits_to_keep` on our length-grouped batches) | bfloat16 | "
+                   f"`logits_to_keep` on our length-grouped batches) | {dtype} | "
                    f"{_peer_cells(runs, 'seconds_per_step', (runs[0].get('flop_bound') or {}).get('ratio_bound_peft_over_promptopt'))} | |")  # fmt: skip
     return out
 

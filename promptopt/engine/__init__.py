@@ -8,6 +8,6 @@ pipeline, a suite, a report or a plugin, and never branches on a method's name (
 """
 
 from .model import DEFAULT_MODEL, LoadedModel, ModelKind, load_model
-from .scoring import EvalResult, Scorer
+from .scoring import EvalResult, Scorer, attention_implementation
 
-__all__ = ["DEFAULT_MODEL", "EvalResult", "LoadedModel", "ModelKind", "Scorer", "load_model"]
+__all__ = ["DEFAULT_MODEL", "EvalResult", "LoadedModel", "ModelKind", "Scorer", "attention_implementation", "load_model"]

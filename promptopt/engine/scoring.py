@@ -197,7 +197,7 @@ class Scorer:
                     facts.notes.append(f"attention without a padding mask unavailable: {e}")
             if self.lm.device.type == "cpu" and getattr(model.config, "_attn_implementation", None) == "sdpa":
                 try:
-                    with _attention(model, "eager"):
+                    with attention_implementation(model, "eager"):
                         eager = model(input_ids=ids, attention_mask=mask, **at).logits.float()
                     real = mask.bool()  # (padded rows are garbage either way); the two round differently in bf16,
                     # so the test is on the largest difference against the largest logit, not element by element
@@ -235,7 +235,7 @@ class Scorer:
         # the backward follows the forward's kernels; checkpointed layers rerun their forward in the backward pass,
         # outside this call, so they keep the model's own attention
         if self.facts.eager_grad_ok and torch.is_grad_enabled() and not self.lm.gradient_checkpointing:
-            with _attention(self.lm.model, "eager"):
+            with attention_implementation(self.lm.model, "eager"):
                 return self.facts.base(**kwargs)
         return self.facts.base(**kwargs)
 
@@ -720,7 +720,7 @@ def _gather(states: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _attention(model: torch.nn.Module, implementation: str):
+def attention_implementation(model: torch.nn.Module, implementation: str):
     """Run ``model`` with another of transformers' attention implementations (read from the config at every
     forward), restored afterwards."""
     configs = getattr(model, "_promptopt_attention_configs", None)
