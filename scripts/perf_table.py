@@ -39,7 +39,8 @@ def evaluation(root: Path) -> list[str]:
         out.append(f"| {label}{block} | {r['n']} | {r['dtype']} | {r['ours_examples_per_s']:.1f} ({r['batch_size']}) | "
                    f"{r['peer_examples_per_s']:.1f} ({r['peer_batch_size']}) | **{r['ratio']:.2f}x** | "
                    f"{fb.get('ratio_bound', float('nan')):.2f}x | {agree} |")
-    with_defaults = [r for r in (load(root, f"lm_eval_sst2_{dtype}") for dtype in DTYPES) if r and r.get("defaults")]
+    names = ["lm_eval_sst2_defaults"] + [f"lm_eval_sst2_{dtype}" for dtype in DTYPES]  # a defaults-only run first
+    with_defaults = [r for r in map(lambda n: load(root, n), names) if r and r.get("defaults")]
     if with_defaults:
         d = with_defaults[0]["defaults"]
         out.append(f"| defaults a user gets, short template, SST-2 dev | {with_defaults[0]['n']} | "
@@ -94,7 +95,7 @@ def training(root: Path) -> list[str]:
         if not runs:
             continue
         pos = runs[0]["padded_positions"]
-        out.append(f"| real SST-2 batches ({runs[0]['steps']} steps of {runs[0]['batch_size']}; PEFT default as used: "
+        out.append(f"| real {runs[0].get('task', 'sst2')} training batches ({runs[0]['steps']} steps of {runs[0]['batch_size']}; PEFT default as used: "
                    f"shuffled, padded to the longest, {pos['peft']:,} positions against our {pos['promptopt']:,}; "
                    f"`logits_to_keep` on our length-grouped batches) | {dtype} | "
                    f"{_peer_cells(runs, 'seconds_per_step', (runs[0].get('flop_bound') or {}).get('ratio_bound_peft_over_promptopt'))} | |")  # fmt: skip

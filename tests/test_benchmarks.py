@@ -40,6 +40,14 @@ def test_soft_step_benchmark_on_task_batches_compares_peft_on_the_same_batches(t
     assert got["ratio_peft_last_logit_same_batches_over_promptopt"] > 0
     bound = got["flop_bound"]["ratio_bound_peft_over_promptopt"]  # PEFT repeats the vectors per row: more arithmetic
     assert bound["promptopt"] == 1.0 and 1.0 < bound["peft-last-logit"] <= bound["peft"] * 1.01
+    # the README's training table renders from that JSON (scripts/perf_table.py), in the dtype it was measured in
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "soft_task_float32.json").write_text(json.dumps(got))
+    table = subprocess.run([sys.executable, str(REPO / "scripts" / "perf_table.py"), str(tmp_path / "bench")],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    row = next(line for line in table.splitlines() if line.startswith("| real tiny-reviews training batches"))
+    ratio = got["ratio_peft_over_promptopt"]
+    assert "| float32 |" in row and f"**{ratio:.2f}x** ({bound['peft']:.2f}x)" in row
 
 
 @pytest.mark.parametrize("task", [("tiny-reviews", "--prefix", "demos"), ("tiny-choice", "--scoring", "norm_char")])

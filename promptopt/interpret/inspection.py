@@ -30,7 +30,7 @@ from promptopt.data.files import read_json, write_json
 from promptopt.data.prompt import Prompt, Segment, SegmentKind
 from promptopt.data.tasks import Example, TaskKind
 from promptopt.engine.model import LoadedModel, load_model
-from promptopt.engine.scoring import Scorer
+from promptopt.engine.scoring import EVAL_BATCH_SIZE, Scorer
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.interpret.ablation import ABLATIONS, VectorAblation, ablate_vectors, ranking
 from promptopt.interpret.distill import Readable, distill, readable_prompt, self_description
@@ -352,7 +352,7 @@ def rescoring_examples(task, config: dict, split: str | None = None, max_eval: i
 
 
 def inspect_run(run_dir: str | Path, lm: LoadedModel | None = None, split: str | None = None,
-                max_eval: int | None = None, top_k: int = 5, batch_size: int = 16, device: str | None = None,
+                max_eval: int | None = None, top_k: int = 5, batch_size: int = EVAL_BATCH_SIZE, device: str | None = None,
                 pm=None, write: bool = True, options: InspectOptions | None = None) -> Inspection:  # fmt: skip
     """Inspect the prompt of a run directory (``prompt/`` and ``config.json``) and, with ``write``, save the result
     as ``inspect.json`` there (the report reads it), and the readable prompt, if distilled, as ``readable_prompt/``

@@ -23,7 +23,7 @@ from promptopt.pipeline import config as cfg
 from promptopt.engine import distributed
 from promptopt.engine.adapt import ModelEdit, applied, check_prefix
 from promptopt.engine.model import DEFAULT_MODEL, LoadedModel, load_model, model_identity
-from promptopt.engine.scoring import Scorer
+from promptopt.engine.scoring import EVAL_BATCH_SIZE, Scorer
 from promptopt.engine.train import TrainConfig
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.data.files import write_json, write_jsonl
@@ -56,7 +56,7 @@ class RunOptions:
     select_split: str | None = field(default=None, metadata={"help": "split for choosing prompts: dev, train, or holdout:N (N held out of train); default dev, else holdout"})
     eval_split: str | None = field(default=None, metadata={"help": "split reported at the end; default test, else dev"})
     templates: list[str] = field(default_factory=list, metadata={"help": "templates (default: the task's)"})
-    batch_size: int = field(default=16, metadata={"help": "evaluation batch size", "flag": "--eval-batch-size"})
+    batch_size: int = field(default=EVAL_BATCH_SIZE, metadata={"help": f"evaluation batch size (default {EVAL_BATCH_SIZE}; lower it for a large model on a small GPU)", "flag": "--eval-batch-size"})
     device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on a GPU and on a CPU with native bf16, else float32)"})
     padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)", "choices": ["left", "right"]})  # fmt: skip
@@ -367,7 +367,7 @@ def check_prompt_fits(prompt: Prompt, lm: LoadedModel, where, allow_other_model:
 
 
 def evaluate_prompt(prompt_dir: str | os.PathLike, task: str, split: str = "dev", model: str | None = None,
-                    max_eval: int | None = None, seed: int = 0, batch_size: int = 16, lm: LoadedModel | None = None,
+                    max_eval: int | None = None, seed: int = 0, batch_size: int = EVAL_BATCH_SIZE, lm: LoadedModel | None = None,
                     device: str | None = None, progress: bool = True, allow_other_model: bool = False,
                     dtype: str | None = None, scoring: str | None = None, chat_template: bool | None = None):  # fmt: skip
     """Re-score a saved prompt on a task split with the same engine; returns an EvalResult.

@@ -25,7 +25,7 @@ from promptopt.pipeline import config as cfg
 from promptopt.pipeline.methods import RunContext
 from promptopt.pipeline.runner import RunOptions, ids_digest, prepare_data
 from promptopt.engine.model import LoadedModel, load_model, model_identity
-from promptopt.engine.scoring import EvalResult, Scorer
+from promptopt.engine.scoring import EVAL_BATCH_SIZE, EvalResult, Scorer
 from promptopt.engine.train import TrainConfig
 from promptopt.errors import ConfigError, PromptoptError
 from promptopt.data.files import write_json, write_jsonl
@@ -50,7 +50,7 @@ class TaskSetOptions:
     select_split: str | None = field(default=None, metadata={"help": "dev, train or holdout:N (default per task: dev, else holdout:200)"})  # fmt: skip
     eval_split: str | None = field(default=None, metadata={"help": "split reported (default per task: test, else dev)"})
     templates: dict = field(default_factory=dict, metadata={"help": "task name -> template (default: its first)"})
-    batch_size: int = field(default=16, metadata={"help": "evaluation batch size", "flag": "--eval-batch-size"})
+    batch_size: int = field(default=EVAL_BATCH_SIZE, metadata={"help": f"evaluation batch size (default {EVAL_BATCH_SIZE}; lower it for a large model on a small GPU)", "flag": "--eval-batch-size"})
     device: str | None = field(default=None, metadata={"help": "cuda, mps, cpu (default: best available)"})
     dtype: str | None = field(default=None, metadata={"help": "float32, bfloat16, float16 (default: bf16 on GPU)"})
     padding_side: str | None = field(default=None, metadata={"help": "left or right (default: left for causal LMs)", "choices": ["left", "right"]})  # fmt: skip
