@@ -9,7 +9,8 @@ variant in a fresh process so that one's compiled code cannot serve another:
   ``dynamic=True``), the attention and its key/value cache left eager: SiLU x up and the RMSNorm arithmetic fuse;
 * ``layers``: each whole decoder layer compiled (``dynamic=True``; the key/value cache breaks the graph).
 
-For each: the seconds spent compiling (the first pass over the examples, less an eager pass's time), the examples
+Each variant gets a fresh, empty compile cache (``TORCHINDUCTOR_CACHE_DIR``), so no earlier run's compiled code is
+reused. For each: the seconds spent compiling (the first pass over the examples, less eager's first pass), the examples
 per second of a second pass, and the largest difference of the class scores against ``eager`` (float32 on both
 sides unless ``--dtype``); the variant is refused (not timed) if its predictions differ. JSON out.
 
@@ -20,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import torch
@@ -84,7 +86,9 @@ def main():
     for variant in VARIANTS:
         cmd = [sys.executable, __file__, "--variant", variant] + [
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("variant", "out") and v is not None]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        with tempfile.TemporaryDirectory() as cache:  # a fresh compile cache: its cost is counted, never reused
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": cache}
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if out.returncode:
             raise SystemExit(f"{variant} failed:\n{out.stderr[-2000:]}")
         results[variant] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -21,7 +21,10 @@ def load(root: Path, name: str) -> dict | None:
 
 
 def evaluation(root: Path) -> list[str]:
-    rows = [("short template, SST-2 dev", "lm_eval_sst2_float32"), ("short template, SST-2 dev", "lm_eval_sst2_bfloat16")]
+    rows = [("short template, SST-2 dev", "lm_eval_sst2_float32"),
+            ("short template, SST-2 dev: the same benchmark, another run (same code and machine, the same hour)",
+             "lm_eval_sst2_float32_again"),
+            ("short template, SST-2 dev", "lm_eval_sst2_bfloat16")]  # fmt: skip
     for dtype in DTYPES:  # a block in front: in the default dtype of the machine measured (run_cpu.sh's choice)
         rows += [("~200-token instruction in front", f"lm_eval_sst2_instruction_{dtype}"),
                  ("4 demonstrations in front", f"lm_eval_sst2_demos_{dtype}")]  # fmt: skip
