@@ -121,10 +121,9 @@ def main():
         print(f"{variant}: speedup {v['speedup_over_eager']}, compile ~{v['compile_seconds']:.0f} s, "
               f"max difference {v['max_abs_score_difference']:.1e}, same predictions {same}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        tmp.replace(args.out)
+        from promptopt.data.files import write_json
+
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":
